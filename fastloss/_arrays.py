@@ -1,0 +1,87 @@
+"""Where the inputs live and what they hold: device checks, dtype rules, shapes."""
+
+import numpy as np
+
+from ._config import current_backend
+
+CUDA_EXTRA_HINT = "install the CUDA extra: pip install 'fastloss[cuda]'"
+
+
+def on_gpu(x):
+    return hasattr(x, "__cuda_array_interface__")
+
+
+def import_cupy():
+    try:
+        import cupy
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(f"fastloss got a GPU array but CuPy is missing: {CUDA_EXTRA_HINT}") from exc
+    return cupy
+
+
+class Placement:
+    """Which backend runs a call, and how its inputs and results move.
+
+    ``xp`` is the array module the front end prepares arrays with (NumPy or CuPy);
+    ``target`` is "cpu" or "cuda"; ``gpu_inputs`` says whether results go back as CuPy.
+    """
+
+    def __init__(self, named_arrays):
+        where = {name: on_gpu(x) for name, x in named_arrays.items() if x is not None}
+        if len(set(where.values())) > 1:
+            gpu = [n for n, g in where.items() if g]
+            cpu = [n for n, g in where.items() if not g]
+            raise TypeError(f"inputs live on different devices: {', '.join(gpu)} on the GPU, "
+                            f"{', '.join(cpu)} on the CPU; move them to one device")
+        self.gpu_inputs = any(where.values())
+        forced = current_backend()
+        self.target = forced if forced != "auto" else ("cuda" if self.gpu_inputs else "cpu")
+        self.xp = import_cupy() if self.gpu_inputs and self.target == "cuda" else np
+
+    def asarray(self, x, name):
+        """The input as an array of ``xp`` (host copies of GPU inputs forced to the CPU)."""
+        if self.gpu_inputs and self.xp is np:
+            x = import_cupy().asnumpy(x)
+        try:
+            arr = self.xp.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}: {exc}") from None
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers (bool, int or float), "
+                            f"got dtype {arr.dtype}")
+        return arr
+
+    def result(self, x):
+        """A result in the inputs' library."""
+        if self.gpu_inputs and self.xp is np:
+            return import_cupy().asarray(x)
+        return x
+
+
+def compute_dtype(y_pred):
+    """float32 and float64 compute as such; everything else (float16, ints, bools) as float32."""
+    return y_pred.dtype if y_pred.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def squeeze_or_expand_to_same_rank(shape1, shape2):
+    """Keras's rule on shapes: if ranks differ by one and the longer ends in 1, drop that axis
+    (or, when the shorter is rank 1, add a trailing 1 to it)."""
+    r1, r2 = len(shape1), len(shape2)
+    if r1 == r2 + 1 and shape1[-1] == 1:
+        if r2 == 1:
+            shape2 = shape2 + (1,)
+        else:
+            shape1 = shape1[:-1]
+    if r2 == r1 + 1 and shape2[-1] == 1:
+        if r1 == 1:
+            shape1 = shape1 + (1,)
+        else:
+            shape2 = shape2[:-1]
+    return shape1, shape2
+
+
+def broadcasts_to(shape, target):
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False

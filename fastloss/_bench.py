@@ -1,0 +1,367 @@
+"""``python -m fastloss bench``: every loss against a memory copy, NumPy and PyTorch.
+
+Each loss's value and value_and_grad run on sample data; their time becomes an
+effective bandwidth (the bytes that must move / time) set against a copy's bandwidth
+measured in the same run, and against the same loss written in NumPy (and in
+``torch.nn.functional`` when PyTorch is installed).  Only ratios within one run mean
+anything: absolute times depend on the machine and on what else runs on it.
+
+The NumPy references (``NUMPY``) and the call builders here are also what the
+pytest-benchmark suite in ``benchmarks/`` runs.
+"""
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+SIZES = {"small": 10_000, "medium": 1_000_000, "large": 10_000_000}
+MODES = ("value", "value_and_grad")
+ROW = 1000  # sample data are (n // ROW, ROW): Keras reduces the last axis first
+
+EPS = 1e-7  # Keras's clipping epsilon
+LOG2 = math.log(2.0)  # a Python float, so float32 arithmetic stays float32
+
+
+# -- NumPy references: the loss as a NumPy user would write it, default options ----------
+# value(t, p) -> scalar; value_and_grad(t, p) -> (scalar, d value / d p).  The mean
+# over the last axis then over the batch is the mean over all elements.
+
+def mse(t, p):
+    return np.mean((p - t) ** 2)
+
+
+def mse_vg(t, p):
+    d = p - t
+    return np.mean(d * d), 2 * d / d.size
+
+
+def mae(t, p):
+    return np.mean(np.abs(p - t))
+
+
+def mae_vg(t, p):
+    d = p - t
+    return np.mean(np.abs(d)), np.sign(d) / d.size
+
+
+def mape(t, p):
+    return 100 * np.mean(np.abs((t - p) / np.maximum(np.abs(t), EPS)))
+
+
+def mape_vg(t, p):
+    scale = 100 / np.maximum(np.abs(t), EPS)
+    d = (t - p) * scale
+    return np.mean(np.abs(d)), -np.sign(d) * scale / d.size
+
+
+def msle(t, p):
+    return np.mean((np.log1p(np.maximum(p, EPS)) - np.log1p(np.maximum(t, EPS))) ** 2)
+
+
+def msle_vg(t, p):
+    q = np.maximum(p, EPS)
+    d = np.log1p(q) - np.log1p(np.maximum(t, EPS))
+    return np.mean(d * d), np.where(p > EPS, 2 * d / (q + 1), 0) / d.size
+
+
+def huber(t, p):
+    """delta = 1 (Keras's huber; torch's huber_loss and smooth_l1_loss agree at 1)."""
+    d = p - t
+    ad = np.abs(d)
+    return np.mean(np.where(ad <= 1, 0.5 * d * d, ad - 0.5))
+
+
+def huber_vg(t, p):
+    d = p - t
+    ad = np.abs(d)
+    return np.mean(np.where(ad <= 1, 0.5 * d * d, ad - 0.5)), np.clip(d, -1, 1) / d.size
+
+
+def log_cosh(t, p):
+    d = p - t
+    return np.mean(np.logaddexp(d, -d)) - LOG2
+
+
+def log_cosh_vg(t, p):
+    d = p - t
+    return np.mean(np.logaddexp(d, -d)) - LOG2, np.tanh(d) / d.size
+
+
+def poisson(t, p):
+    return np.mean(p - t * np.log(p + EPS))
+
+
+def poisson_vg(t, p):
+    q = p + EPS
+    return np.mean(p - t * np.log(q)), (1 - t / q) / p.size
+
+
+NUMPY = {
+    "mean_squared_error": (mse, mse_vg),
+    "mean_absolute_error": (mae, mae_vg),
+    "mean_absolute_percentage_error": (mape, mape_vg),
+    "mean_squared_logarithmic_error": (msle, msle_vg),
+    "huber": (huber, huber_vg),
+    "log_cosh": (log_cosh, log_cosh_vg),
+    "poisson": (poisson, poisson_vg),
+    "l1_loss": (mae, mae_vg),
+    "mse_loss": (mse, mse_vg),
+    "smooth_l1_loss": (huber, huber_vg),
+    "huber_loss": (huber, huber_vg),
+}
+
+
+def torch_functions():
+    """{loss name: f(input, target)} from torch.nn.functional, or {} without PyTorch."""
+    try:
+        import torch.nn.functional as F
+    except ImportError:
+        return {}
+    return {
+        "mean_squared_error": F.mse_loss, "mse_loss": F.mse_loss,
+        "mean_absolute_error": F.l1_loss, "l1_loss": F.l1_loss,
+        "huber": F.huber_loss, "huber_loss": F.huber_loss,
+        "smooth_l1_loss": F.smooth_l1_loss,
+        "poisson": lambda p, t: F.poisson_nll_loss(p, t, log_input=False, eps=EPS),
+    }
+
+
+# -- sample data and calls ---------------------------------------------------------------
+
+def shape_of(n, row=ROW):
+    """The 2-D sample shape for about n elements: (n // row, row)."""
+    return max(n // row, 1), min(n, row)
+
+
+def sample(n, dtype="float32", row=ROW, seed=0):
+    """(y_true, y_pred, out) of shape ``shape_of(n, row)``, values in [0.1, 2): valid for
+    every loss here; ``out`` is a gradient buffer."""
+    rng = np.random.default_rng(seed)
+    shape = shape_of(n, row)
+    t = rng.uniform(0.1, 2.0, shape).astype(dtype)
+    p = rng.uniform(0.1, 2.0, shape).astype(dtype)
+    return t, p, np.empty_like(p)
+
+
+def moved_bytes(mode, p):
+    """The bytes a loss must move: read y_true and y_pred (and write the gradient)."""
+    return (3 if mode == "value_and_grad" else 2) * p.nbytes
+
+
+def calls(name, mode, t, p, out, torch_fns=None):
+    """Zero-argument callables computing loss ``name`` in ``mode`` on (t, p), keyed by
+    implementation: "fastloss" (gradient into ``out``), "numpy" and "torch" when there."""
+    import fastloss
+
+    loss = fastloss.LOSSES[name]
+    found = {}
+    if mode == "value":
+        found["fastloss"] = lambda: loss(t, p)
+    else:
+        found["fastloss"] = lambda: loss.value_and_grad(t, p, out=out)
+    if name in NUMPY:
+        ref = NUMPY[name][mode == "value_and_grad"]
+        found["numpy"] = lambda: ref(t, p)
+    torch_fns = torch_functions() if torch_fns is None else torch_fns
+    if name in torch_fns:
+        found["torch"] = _torch_call(torch_fns[name], mode, t, p)
+    return found
+
+
+def _torch_call(f, mode, t, p):
+    import torch
+
+    tt = torch.from_numpy(t)
+    if mode == "value":
+        pt = torch.from_numpy(p)
+
+        def value():
+            with torch.no_grad():
+                return f(pt, tt)
+        return value
+    pt = torch.from_numpy(p.copy()).requires_grad_()
+
+    def value_and_grad():  # forward + backward
+        pt.grad = None
+        v = f(pt, tt)
+        v.backward()
+        return v, pt.grad
+    return value_and_grad
+
+
+def copy_call(p):
+    """The bandwidth reference: np.copyto of an array of p's bytes, and the bytes it moves."""
+    src, dst = np.empty_like(p), np.empty_like(p)
+    src[...] = p
+    return (lambda: np.copyto(dst, src)), 2 * p.nbytes
+
+
+def time_call(fn, repeat=7, min_sample_s=2e-3):
+    """Median seconds per call over ``repeat`` samples, after a warm-up call (which
+    compiles or loads kernels); fast calls are looped so a sample lasts ``min_sample_s``."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = time.perf_counter() - t0
+    number = max(1, min(100_000, int(min_sample_s / max(once, 1e-9))))
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - t0) / number)
+    return statistics.median(samples)
+
+
+def machine_info():
+    import numba
+
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "numba_threads": numba.get_num_threads(), "numpy": np.__version__,
+            "numba": numba.__version__}
+    try:
+        info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        pass
+    try:
+        import torch
+        info["torch"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+# -- the run -----------------------------------------------------------------------------
+
+def bench(names, n, dtype="float32", repeat=7, progress=None):
+    """Times every loss in ``names``; returns (copy entry, rows).  ``progress(label)`` is
+    called before each timing."""
+    progress = progress or (lambda label: None)
+    t, p, out = sample(n, dtype)
+    torch_fns = torch_functions()
+    copy, copy_bytes = copy_call(p)
+    progress("copy")
+    copy_s = time_call(copy, repeat=max(repeat, 11))
+    copy_gbps = copy_bytes / copy_s / 1e9
+    rows = []
+    for name in names:
+        for mode in MODES:
+            row = {"loss": name, "mode": mode, "bytes": moved_bytes(mode, p)}
+            for impl, fn in calls(name, mode, t, p, out, torch_fns).items():
+                progress(f"{name} {mode} [{impl}]")
+                row[f"{impl}_s"] = time_call(fn, repeat)
+            row["gbps"] = row["bytes"] / row["fastloss_s"] / 1e9
+            row["pct_copy"] = 100 * row["gbps"] / copy_gbps
+            for impl in ("numpy", "torch"):
+                if f"{impl}_s" in row:
+                    row[f"speedup_{impl}"] = row[f"{impl}_s"] / row["fastloss_s"]
+            rows.append(row)
+    return {"bytes": copy_bytes, "time_s": copy_s, "gbps": copy_gbps}, rows
+
+
+def steps(names):
+    """How many timings ``bench`` makes (for a progress bar)."""
+    torch_fns = torch_functions()
+    return 1 + sum(len(MODES) * (2 if name in NUMPY else 1) * (1 + (name in torch_fns))
+                   for name in names)
+
+
+def format_time(s):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def print_table(title, columns, rows, caption=None):
+    """A table with rich when installed, else aligned plain text.  ``columns`` are
+    headers; the first is left-aligned, the others right-aligned; ``rows`` hold strings."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(str(c)), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        print(title)
+        for cells in (columns, *rows):
+            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                            for i, (c, w) in enumerate(zip(cells, widths))))
+        if caption:
+            print(caption)
+        return
+    table = Table(title=title, caption=caption)
+    for i, c in enumerate(columns):
+        table.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+
+
+def report(copy, rows, n, shape, dtype):
+    has = {impl: any(f"{impl}_s" in r for r in rows) for impl in ("numpy", "torch")}
+    columns = ["loss", "mode", "time", "GB/s", "% of copy"]
+    columns += [c for impl, c in (("numpy", "NumPy time"), ("numpy", "vs NumPy"),
+                                  ("torch", "torch time"), ("torch", "vs torch")) if has[impl]]
+    table = []
+    for r in rows:
+        cells = [r["loss"], r["mode"], format_time(r["fastloss_s"]), f"{r['gbps']:.1f}",
+                 f"{r['pct_copy']:.0f}%"]
+        for impl in ("numpy", "torch"):
+            if has[impl]:
+                cells += ([format_time(r[f"{impl}_s"]), f"{r[f'speedup_{impl}']:.1f}x"]
+                          if f"{impl}_s" in r else ["-", "-"])
+        table.append(cells)
+    import numba
+    caption = (f"copy (np.copyto): {copy['gbps']:.1f} GB/s; n = {n:,} {dtype} as {shape}; "
+               f"{numba.get_num_threads()} numba threads; vs X = X's time / fastloss's time")
+    print_table("fastloss bench: median of repeats, effective GB/s = bytes moved / time",
+                columns, table, caption)
+
+
+def main(args):
+    import fastloss
+
+    names = list(fastloss.LOSSES) if not args.loss else [_canonical(x) for x in args.loss]
+    n = SIZES[args.size]
+    shape = shape_of(n)
+    try:
+        from rich.progress import Progress
+    except ImportError:
+        copy, rows = bench(names, n, args.dtype, args.repeat,
+                           lambda label: print(f"timing {label}", file=sys.stderr))
+    else:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("bench", total=steps(names))
+            started = []
+
+            def progress(label):
+                if started:
+                    bar.advance(task)
+                started.append(label)
+                bar.update(task, description=label)
+            copy, rows = bench(names, n, args.dtype, args.repeat, progress)
+    report(copy, rows, n, shape, args.dtype)
+    if args.json:
+        doc = {"machine": machine_info(),
+               "config": {"size": args.size, "n": n, "shape": list(shape), "dtype": args.dtype,
+                          "repeat": args.repeat},
+               "copy": copy, "rows": rows}
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _canonical(name):
+    import fastloss
+
+    loss = {**fastloss.LOSSES, **fastloss.ALIASES}.get(name)
+    if loss is None:
+        raise SystemExit(f"unknown loss {name!r}; known: {', '.join(fastloss.LOSSES)}")
+    return loss.name

@@ -1,0 +1,56 @@
+"""Keras-style loss classes: a loss with its options and reduction bound at construction."""
+
+from . import losses as _losses
+
+
+class LossFunction:
+    """A configured loss: ``obj(y_true, y_pred, sample_weight=None)``, ``.grad``, ``.value_and_grad``."""
+
+    loss = None
+
+    def __init__(self, reduction="default", name=None, **options):
+        loss = self.loss
+        loss.check_options(options)
+        self.reduction = loss.check_reduction(reduction)
+        self.options = options
+        self.name = name or loss.name
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        return self.loss(y_true, y_pred, sample_weight=sample_weight, reduction=self.reduction,
+                         **self.options)
+
+    def grad(self, y_true, y_pred, sample_weight=None, *, grad_output=None, out=None):
+        return self.loss.grad(y_true, y_pred, sample_weight=sample_weight, reduction=self.reduction,
+                              grad_output=grad_output, out=out, **self.options)
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None, *, grad_output=None, out=None):
+        return self.loss.value_and_grad(y_true, y_pred, sample_weight=sample_weight,
+                                        reduction=self.reduction, grad_output=grad_output,
+                                        out=out, **self.options)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction, **self.options}
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+def _loss_class(class_name, loss):
+    return type(class_name, (LossFunction,), {"loss": loss, "__doc__": loss.__doc__})
+
+
+CLASS_NAMES = {
+    "MeanSquaredError": "mean_squared_error",
+    "MeanAbsoluteError": "mean_absolute_error",
+    "MeanAbsolutePercentageError": "mean_absolute_percentage_error",
+    "MeanSquaredLogarithmicError": "mean_squared_logarithmic_error",
+    "Huber": "huber",
+    "LogCosh": "log_cosh",
+    "Poisson": "poisson",
+    "L1Loss": "l1_loss",
+    "MSELoss": "mse_loss",
+    "SmoothL1Loss": "smooth_l1_loss",
+    "HuberLoss": "huber_loss",
+}
+
+CLASSES = {cls: _loss_class(cls, _losses.LOSSES[fn]) for cls, fn in CLASS_NAMES.items()}

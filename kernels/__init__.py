@@ -1,0 +1,1 @@
+"""fastloss kernels: the element math and the compiled kernels (no dispatch, no CuPy)."""

@@ -1,0 +1,535 @@
+"""Vectorisable ``exp``, ``log``, ``log1p`` and ``expm1`` for Numba CPU kernels.
+
+Numba lowers ``math.exp``/``math.log`` to calls into the scalar C library, and a call
+stops LLVM's loop vectoriser: a kernel that takes an exponential per element then runs
+about ten times slower than a pass over its memory.  The functions here are written
+out in plain arithmetic (range reduction, a polynomial, exponent bit tricks) so that
+they inline into a kernel's loop and vectorise with it.
+
+Use them like the ``math`` functions inside ``@njit`` code::
+
+    from fastloss.kernels._math import exp, log, log1p, expm1
+
+    @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+    def kernel(x): ...   # exp(x[i]) etc.
+
+Each name is a Python stub (falling back on NumPy outside compiled code) with a Numba
+``overload(..., inline="always")``: a ``float32`` argument gets a ``float32``
+implementation (``float32`` constants, ``int32`` exponent arithmetic, shorter
+polynomials, so eight lanes per AVX2 register), a ``float64`` argument a ``float64``
+one; an integer argument is computed in ``float64`` like ``math.exp``.
+
+Accuracy (measured by ``tests/test_math.py`` against NumPy): within 2 ulp in
+``float64`` and within 1 ulp of the correctly rounded result in ``float32``, over the
+whole finite range, subnormals included, with exact special values: ``exp(nan) = nan``,
+``exp(inf) = inf``, ``exp(-inf) = 0``, overflow to ``inf``, underflow through the
+subnormals to ``0``; ``log(0) = -inf``, ``log(x < 0) = nan``, ``log(inf) = inf``;
+``log1p(-1) = -inf``, ``log1p(x < -1) = nan``, ``log1p(tiny) = tiny`` (sign of zero
+kept); ``expm1(-inf) = -1``, ``expm1(inf) = inf``.
+
+Written to survive the kernels' ``fastmath={"reassoc", "contract"}`` (they are inlined
+into those kernels and get their flags):
+
+* no Python-checked division (``_div`` is a bare ``fdiv``), and every branch is a ``select`` (the ``_where`` intrinsic) between values already
+  computed, so a loop calling these has no control flow left and vectorises;
+* the Cody-Waite reduction ``r = x - k*ln2_hi - k*ln2_lo`` is two ``llvm.fma`` calls
+  (``_fma``), which neither reassociation nor contraction may merge or reorder;
+* ``2**k`` is built from integer bits (``_scale``), the first half of ``k`` added to
+  the polynomial's exponent field as an integer, so no chain of float multiplies by
+  powers of two is left for reassociation to reorder into an overflow or underflow;
+* the exact compensation terms of ``log1p`` (``x - ((1 + x) - 1)``) use ``_sub``, an
+  ``fsub`` emitted with its own (harmless) ``contract`` flag: Numba's fastmath pass
+  only flags float instructions that carry no flags, so these keep IEEE semantics even
+  under ``fastmath=True``;
+* no ``(x + magic) - magic`` rounding tricks: ``k`` comes from ``llvm.floor``.
+
+NaN and infinity handling relies on the kernels not using ``nnan``/``ninf`` (plain
+``fastmath=True`` would let LLVM drop the NaN tests).  CUDA kernels do not use this
+module: they call ``math.exp`` and friends, which CUDA lowers to its own functions.
+
+Float-to-integer conversions go through ``int32`` (``cvttps2dq``/``cvttpd2dq``) and
+integer-to-float ones likewise, because AVX2 has no vector ``int64`` <-> ``double``
+conversion; 64-bit integer work is limited to adds, ands and logical shifts, which it
+has.  Note: Numba's on-disk cache of a kernel is not invalidated when this file
+changes (only the kernel's own source file is checked); clear ``__pycache__`` after
+editing it.
+"""
+
+import decimal
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
+
+__all__ = ["exp", "log", "log1p", "expm1"]
+
+_f32 = np.float32
+_f64 = np.float64
+
+
+# --------------------------------------------------------------------------------------
+# Intrinsics: the few operations that must not be left to Python-level arithmetic.
+# --------------------------------------------------------------------------------------
+
+def _same_float(*tys):
+    return isinstance(tys[0], types.Float) and all(t == tys[0] for t in tys)
+
+
+def _int_layout(fty):
+    """(integer type, mantissa bits, exponent bias) of an LLVM float type."""
+    if isinstance(fty, ir.DoubleType):
+        return ir.IntType(64), 52, 1023
+    return ir.IntType(32), 23, 127
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (``llvm.fma``, an instruction on FMA CPUs)."""
+    if not _same_float(a, b, c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def _floor(typingctx, x):
+    """floor(x) as a float (``llvm.floor``: ``vroundps``/``vroundpd``)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = builder.module.declare_intrinsic("llvm.floor", [args[0].type])
+        return builder.call(fn, args)
+
+    return x(x), codegen
+
+
+@intrinsic
+def _where(typingctx, cond, a, b):
+    """``a if cond else b`` as one LLVM ``select`` (no branch)."""
+    if not (isinstance(cond, types.Boolean) and _same_float(a, b)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        c, x, y = args
+        if c.type != ir.IntType(1):
+            c = builder.icmp_unsigned("!=", c, ir.Constant(c.type, 0))
+        return builder.select(c, x, y)
+
+    return a(cond, a, b), codegen
+
+
+@intrinsic
+def _sub(typingctx, a, b):
+    """a - b, exactly as IEEE says, whatever fastmath flags the kernel has."""
+    if not _same_float(a, b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        # An instruction that already has flags is skipped by Numba's fastmath pass;
+        # 'contract' alone permits nothing here (no operand is a multiplication).
+        return builder.fsub(args[0], args[1], flags=("contract",))
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def _div(typingctx, a, b):
+    """a / b as a bare ``fdiv``: Numba's own ``/`` checks for a zero divisor (and
+    raises) unless the caller compiled with error_model="numpy", a branch that would
+    stop vectorisation; here a zero divisor gives IEEE's inf or nan."""
+    if not _same_float(a, b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fdiv(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+def _pow2_bits(builder, k, ity, mbits, bias):
+    """Integer bits of the float 2**k, k an i32 in the normal exponent range."""
+    if ity.width != 32:
+        k = builder.sext(k, ity)
+    return builder.shl(builder.add(k, ir.Constant(ity, bias)), ir.Constant(ity, mbits))
+
+
+@intrinsic
+def _scale(typingctx, p, kf):
+    """p * 2**k for an integral float k, |k| < 2 * (largest exponent + 1) and p in
+    [1/2, 2]: p's exponent field gets k // 2 added as an integer, then one float
+    multiply by 2**(k - k // 2) rounds once, into the subnormals or to inf if needed."""
+    if not _same_float(p, kf):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pv, kv = args
+        fty = pv.type
+        ity, mbits, bias = _int_layout(fty)
+        i32 = ir.IntType(32)
+        k = builder.fptosi(kv, i32)
+        k1 = builder.ashr(k, ir.Constant(i32, 1))
+        k2 = builder.sub(k, k1)
+        if ity.width != 32:
+            k1 = builder.sext(k1, ity)
+        bits = builder.add(builder.bitcast(pv, ity), builder.shl(k1, ir.Constant(ity, mbits)))
+        half = builder.bitcast(bits, fty)
+        rest = builder.bitcast(_pow2_bits(builder, k2, ity, mbits, bias), fty)
+        return builder.fmul(half, rest)
+
+    return p(p, kf), codegen
+
+
+@intrinsic
+def _pow2(typingctx, kf):
+    """2**k for an integral float k in the normal exponent range."""
+    if not isinstance(kf, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fty = args[0].type
+        ity, mbits, bias = _int_layout(fty)
+        k = builder.fptosi(args[0], ir.IntType(32))
+        return builder.bitcast(_pow2_bits(builder, k, ity, mbits, bias), fty)
+
+    return kf(kf), codegen
+
+
+# Bits of the smallest mantissa of the reduced range [sqrt(1/2), sqrt(2)) (fdlibm/musl).
+_SQRT_HALF_BITS = {32: 0x3F3504F3, 64: 0x3FE6A09E667F3BCD}
+
+
+def _log_split(builder, x):
+    """(m, k) with x = m * 2**k and m in [sqrt(1/2), sqrt(2)), for positive normal x;
+    k as a float of x's type (the conversion goes through i32)."""
+    fty = x.type
+    ity, mbits, bias = _int_layout(fty)
+    sqrt_half = _SQRT_HALF_BITS[ity.width]
+    one = bias << mbits
+    ix = builder.add(builder.bitcast(x, ity), ir.Constant(ity, one - sqrt_half))
+    e = builder.lshr(ix, ir.Constant(ity, mbits))
+    if ity.width != 32:
+        e = builder.trunc(e, ir.IntType(32))
+    e = builder.sub(e, ir.Constant(ir.IntType(32), bias))
+    k = builder.sitofp(e, fty)
+    mant = builder.and_(ix, ir.Constant(ity, (1 << mbits) - 1))
+    m = builder.bitcast(builder.add(mant, ir.Constant(ity, sqrt_half)), fty)
+    return m, k
+
+
+@intrinsic
+def _log_mantissa(typingctx, x):
+    """m of x = m * 2**k, m in [sqrt(1/2), sqrt(2)) (x positive and normal)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _log_split(builder, args[0])[0]
+
+    return x(x), codegen
+
+
+@intrinsic
+def _log_exponent(typingctx, x):
+    """k of x = m * 2**k, m in [sqrt(1/2), sqrt(2)), as a float (x positive, normal)."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _log_split(builder, args[0])[1]
+
+    return x(x), codegen
+
+
+# --------------------------------------------------------------------------------------
+# Constants, one set per float type.
+# --------------------------------------------------------------------------------------
+
+class _Consts:
+    def __init__(self, T, **values):
+        for name, value in values.items():
+            setattr(self, name, T(value) if not isinstance(value, tuple)
+                    else tuple(T(v) for v in value))
+
+
+def _ln2_split(T):
+    """ln2 = hi + lo (+ O(ulp(lo))), hi = ln2 rounded to T."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        ln2 = decimal.Decimal(2).ln()
+        hi = T(float(ln2))
+        lo = T(float(ln2 - decimal.Decimal(float(hi))))
+    return hi, lo
+
+
+_LN2_HI32, _LN2_LO32 = _ln2_split(_f32)
+_LN2_HI64, _LN2_LO64 = _ln2_split(_f64)
+
+# exp: clamping range (outside it the result is inf or 0 anyway; keeps k's halves in
+# the normal range), log2(e), ln2 split for Cody-Waite.
+C32 = _Consts(
+    _f32, ZERO=0.0, HALF=0.5, ONE=1.0, TWO=2.0, NAN=math.nan, INF=math.inf,
+    LOG2E=1.4426950408889634, LN2_HI=float(_LN2_HI32), LN2_LO=float(_LN2_LO32),
+    EXP_HI=89.0, EXP_LO=-104.0,
+    # expm1: below EXPM1_LO the result rounds to -1; above K_BIG it is exp(x) - 1 = exp(x).
+    EXPM1_LO=-18.0, EXPM1_K_BIG=25.0,
+    # log: smallest normal, 2**25 to scale subnormals up by, and its exponent.
+    TINY=2.0 ** -126, SUBNORMAL_SCALE=2.0 ** 25, SUBNORMAL_K=-25.0,
+    # log1p: |x| range where f = x directly (musl), k beyond which c is negligible.
+    LOG1P_SMALL_HI=0.41421356, LOG1P_SMALL_LO=-0.29289323, LOG1P_K_EXACT=25.0,
+    # log: ln2 hi/lo with 9 trailing zeros in hi (0x3f317200), so k*ln2_hi is exact;
+    # musl logf's polynomial.
+    LOG_LN2_HI=6.9314575195e-01, LOG_LN2_LO=1.4286067653e-06,
+    LG=(0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841),
+)
+C64 = _Consts(
+    _f64, ZERO=0.0, HALF=0.5, ONE=1.0, TWO=2.0, NAN=math.nan, INF=math.inf,
+    LOG2E=1.4426950408889634, LN2_HI=float(_LN2_HI64), LN2_LO=float(_LN2_LO64),
+    EXP_HI=710.0, EXP_LO=-746.0,
+    EXPM1_LO=-40.0, EXPM1_K_BIG=56.0,
+    TINY=2.0 ** -1022, SUBNORMAL_SCALE=2.0 ** 54, SUBNORMAL_K=-54.0,
+    LOG1P_SMALL_HI=0.41421356237309503, LOG1P_SMALL_LO=-0.29289321881345248,
+    LOG1P_K_EXACT=54.0,
+    LOG_LN2_HI=6.93147180369123816490e-01, LOG_LN2_LO=1.90821492927058770002e-10,
+    LG=(6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+        2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+        1.479819860511658591e-01),
+)
+
+_LG32, _LG64 = C32.LG, C64.LG
+
+# exp(r) on |r| <= ln2/2.  float32: Cephes expf's minimax P (exp(r) = 1 + r + r*r*P(r));
+# float64: Taylor coefficients to r**13 (truncation < 5e-18, far below half an ulp).
+_EXP_P32 = tuple(_f32(c) for c in (
+    5.0000001201e-1, 1.6666665459e-1, 4.1665795894e-2, 8.3334519073e-3,
+    1.3981999507e-3, 1.9875691500e-4))
+_ONE32 = _f32(1.0)
+_INV_FACT64 = tuple(_f64(1.0 / math.factorial(n)) for n in range(0, 15))
+_INV_FACT32 = tuple(_f32(1.0 / math.factorial(n)) for n in range(0, 10))
+
+
+# --------------------------------------------------------------------------------------
+# Polynomials (Horner; contraction turns each step into one FMA).
+# --------------------------------------------------------------------------------------
+
+def _exp_poly32(r):
+    P0, P1, P2, P3, P4, P5 = _EXP_P32
+    one = _ONE32
+    p = P5
+    p = p * r + P4
+    p = p * r + P3
+    p = p * r + P2
+    p = p * r + P1
+    p = p * r + P0
+    p = p * r + one
+    return p * r + one
+
+
+def _exp_poly64(r):
+    c = _INV_FACT64
+    p = c[13]
+    p = p * r + c[12]
+    p = p * r + c[11]
+    p = p * r + c[10]
+    p = p * r + c[9]
+    p = p * r + c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    p = p * r + c[1]
+    return p * r + c[0]
+
+
+def _expm1_poly32(r):
+    """expm1(r) = r + r*r * (1/2 + r/6 + ... + r**6/8!) on |r| <= ln2/2, the last
+    step one FMA so that r, the leading term, is added exactly once."""
+    c = _INV_FACT32
+    p = c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    return _fma(r * r, p, r)
+
+
+def _expm1_poly64(r):
+    """expm1(r) = r + r*r * (1/2 + r/6 + ... + r**11/13!) on |r| <= ln2/2."""
+    c = _INV_FACT64
+    p = c[13]
+    p = p * r + c[12]
+    p = p * r + c[11]
+    p = p * r + c[10]
+    p = p * r + c[9]
+    p = p * r + c[8]
+    p = p * r + c[7]
+    p = p * r + c[6]
+    p = p * r + c[5]
+    p = p * r + c[4]
+    p = p * r + c[3]
+    p = p * r + c[2]
+    return _fma(r * r, p, r)
+
+
+def _log_r32(s):
+    """musl logf's R(z), z = s*s, for log(1+f) = f - f*f/2 + s*(f*f/2 + R)."""
+    Lg1, Lg2, Lg3, Lg4 = _LG32
+    z = s * s
+    w = z * z
+    t1 = w * (Lg2 + w * Lg4)
+    t2 = z * (Lg1 + w * Lg3)
+    return t2 + t1
+
+
+def _log_r64(s):
+    """musl log's R(z), z = s*s."""
+    Lg1, Lg2, Lg3, Lg4, Lg5, Lg6, Lg7 = _LG64
+    z = s * s
+    w = z * z
+    t1 = w * (Lg2 + w * (Lg4 + w * Lg6))
+    t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)))
+    return t2 + t1
+
+
+# --------------------------------------------------------------------------------------
+# The functions, built once per float type from the same bodies.
+# --------------------------------------------------------------------------------------
+
+def _make(C, exp_poly, expm1_poly, log_r):
+    from numba import njit
+
+    exp_poly = njit(inline="always")(exp_poly)
+    expm1_poly = njit(inline="always")(expm1_poly)
+    log_r = njit(inline="always")(log_r)
+
+    ZERO, HALF, ONE, TWO, NAN, INF = C.ZERO, C.HALF, C.ONE, C.TWO, C.NAN, C.INF
+    NEG_ONE, NEG_INF = -C.ONE, -C.INF
+    LOG2E, NEG_LN2_HI, NEG_LN2_LO = C.LOG2E, -C.LN2_HI, -C.LN2_LO
+    EXP_HI, EXP_LO, EXPM1_LO, EXPM1_K_BIG = C.EXP_HI, C.EXP_LO, C.EXPM1_LO, C.EXPM1_K_BIG
+    TINY, SUBNORMAL_SCALE, SUBNORMAL_K = C.TINY, C.SUBNORMAL_SCALE, C.SUBNORMAL_K
+    SMALL_HI, SMALL_LO, K_EXACT = C.LOG1P_SMALL_HI, C.LOG1P_SMALL_LO, C.LOG1P_K_EXACT
+    LOG_LN2_HI, LOG_LN2_LO = C.LOG_LN2_HI, C.LOG_LN2_LO
+
+    @njit(inline="always")
+    def reduce_exp(x, lo):
+        """(k, r) with x = k*ln2 + r, |r| <= ln2/2, x first clamped to [lo, EXP_HI]
+        (NaN goes to EXP_HI; callers select NaN back)."""
+        xc = _where(x < EXP_HI, x, EXP_HI)
+        xc = _where(xc > lo, xc, lo)
+        k = _floor(_fma(xc, LOG2E, HALF))
+        r = _fma(k, NEG_LN2_HI, xc)
+        r = _fma(k, NEG_LN2_LO, r)
+        return k, r
+
+    def exp_impl(x):
+        k, r = reduce_exp(x, EXP_LO)
+        y = _scale(exp_poly(r), k)
+        return _where(x == x, y, x)
+
+    def expm1_impl(x):
+        k, r = reduce_exp(x, EXPM1_LO)
+        e = expm1_poly(r)
+        # 2**k * (1 + e) - 1, rounded once while -1 still matters; exp's scaling beyond.
+        t = _pow2(_where(k < EXPM1_K_BIG, k, ZERO))
+        y = _fma(t, e, _sub(t, ONE))
+        y = _where(k < EXPM1_K_BIG, y, _scale(ONE + e, k))
+        y = _where(k == ZERO, e, y)  # skips a rounding
+        y = _where(x == ZERO, x, y)  # expm1(-0) = -0 (r loses the sign if ln2_lo > 0)
+        return _where(x == x, y, x)
+
+    @njit(inline="always")
+    def log_core(f, k, c):
+        """log(2**k * (1 + f)) + c, f in [sqrt(1/2) - 1, sqrt(2) - 1] (fdlibm)."""
+        s = _div(f, TWO + f)
+        R = log_r(s)
+        hfsq = HALF * f * f
+        return s * (hfsq + R) + (k * LOG_LN2_LO + c) - hfsq + f + k * LOG_LN2_HI
+
+    def log_impl(x):
+        sub = x < TINY
+        xs = _where(sub, x * SUBNORMAL_SCALE, x)
+        k = _log_exponent(xs) + _where(sub, SUBNORMAL_K, ZERO)
+        y = log_core(_log_mantissa(xs) - ONE, k, ZERO)
+        y = _where(x < INF, y, x)         # inf -> inf, nan -> nan
+        y = _where(x == ZERO, NEG_INF, y)
+        return _where(x < ZERO, NAN, y)   # also -inf -> nan
+
+    def log1p_impl(x):
+        u = ONE + x
+        k = _log_exponent(u)
+        # c = log(1 + x) - log(u) ~ (x - (u - 1)) / u, the error of u, exactly computed.
+        c = _div(_where(k >= TWO, _sub(ONE, _sub(u, x)), _sub(x, _sub(u, ONE))), u)
+        c = _where(k < K_EXACT, c, ZERO)
+        f = _log_mantissa(u) - ONE
+        small = (x < SMALL_HI) & (x > SMALL_LO)
+        f = _where(small, x, f)
+        k = _where(small, ZERO, k)
+        c = _where(small, ZERO, c)
+        y = log_core(f, k, c)
+        y = _where(x < INF, y, x)          # inf -> inf, nan -> nan
+        y = _where(x == NEG_ONE, NEG_INF, y)
+        y = _where(x == ZERO, x, y)        # log1p(-0) = -0
+        return _where(x < NEG_ONE, NAN, y)    # also -inf -> nan
+
+    return exp_impl, expm1_impl, log_impl, log1p_impl
+
+
+_IMPLS = {
+    32: dict(zip(("exp", "expm1", "log", "log1p"),
+                 _make(C32, _exp_poly32, _expm1_poly32, _log_r32))),
+    64: dict(zip(("exp", "expm1", "log", "log1p"),
+                 _make(C64, _exp_poly64, _expm1_poly64, _log_r64))),
+}
+
+
+# --------------------------------------------------------------------------------------
+# The public names: stubs for Python, overloads for Numba.
+# --------------------------------------------------------------------------------------
+
+def exp(x):
+    """e**x (NumPy outside compiled code; vectorisable inside @njit code)."""
+    return np.exp(x)
+
+
+def log(x):
+    """Natural logarithm (NumPy outside compiled code; vectorisable inside @njit code)."""
+    return np.log(x)
+
+
+def log1p(x):
+    """log(1 + x), accurate near 0 (NumPy outside compiled code; vectorisable inside)."""
+    return np.log1p(x)
+
+
+def expm1(x):
+    """e**x - 1, accurate near 0 (NumPy outside compiled code; vectorisable inside)."""
+    return np.expm1(x)
+
+
+def _register(stub):
+    name = stub.__name__
+    impl32, impl64 = _IMPLS[32][name], _IMPLS[64][name]
+
+    def ol(x):
+        if isinstance(x, types.Float):
+            return impl32 if x.bitwidth == 32 else impl64
+        if isinstance(x, (types.Integer, types.Boolean)):
+            return lambda x: stub(np.float64(x))
+        return None
+
+    ol.__name__ = f"_ol_{name}"
+    overload(stub, inline="always")(ol)
+
+
+for _stub in (exp, log, log1p, expm1):
+    _register(_stub)
+del _stub

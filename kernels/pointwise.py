@@ -1,0 +1,108 @@
+"""The pointwise family on the CPU: one generic body, specialised per loss by its element function.
+
+Data arrive flat, as ``R`` rows of ``C`` elements (Keras reduces the last axis first; a
+PyTorch elementwise loss is ``C = 1`` for ``"none"`` or one row otherwise).  The work
+is cut into *tasks* that depend only on ``(R, C)``, never on the thread count:
+
+* layout A (``C >= CHUNK``): a task is one chunk of ``CHUNK`` elements of one row;
+* layout B (short rows): a task is ``CHUNK // C`` whole rows.
+
+Every task writes one float64 partial sum (weighted by its row's sample weight), the
+partials are added in task order, and per-row results of split rows are added from
+their chunks in order: so the result is bitwise the same for any number of threads.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+# Elements per task: large enough to amortise a task, small enough to balance threads.
+CHUNK = 4096
+
+# Kernel flags: reassociation lets LLVM vectorise the float64 sums (the order is still
+# fixed by the compiled code, so results stay deterministic); contraction allows FMA.
+# No nnan/ninf: NaN and inf must propagate.
+FASTMATH = {"reassoc", "contract"}
+
+
+def plan(R, C):
+    """(number of tasks, rows per task, chunks per row) for R rows of C elements."""
+    if C >= CHUNK:
+        chunks_per_row = (C + CHUNK - 1) // CHUNK
+        return R * chunks_per_row, 0, chunks_per_row
+    rows_per_task = CHUNK // max(C, 1)
+    return (R + rows_per_task - 1) // rows_per_task, rows_per_task, 0
+
+
+_plan = njit(inline="always")(plan)
+
+
+@njit(inline="always")
+def _segment(elem, t, p, a, start, stop, grad_scale, grad, GRAD):
+    """Sum of element losses over t[start:stop]; with GRAD, writes the scaled derivative."""
+    s = 0.0
+    if GRAD:
+        for i in range(start, stop):
+            loss, g = elem(t[i], p[i], a)
+            grad[i] = g * grad_scale
+            s += loss
+    else:
+        for i in range(start, stop):
+            s += elem(t[i], p[i], a)[0]
+    return s
+
+
+@njit(inline="always")
+def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
+    """The generic pointwise kernel body.
+
+    t, p      flat inputs (compute dtype), ``R * C`` elements
+    a         the loss's scalar option, in the compute dtype
+    weight    per-row weights (size R, or 1 for all rows)
+    coef      per-row gradient factor (size R, or 1), multiplied by ``gscale[0]``
+    row_out   per-row ``weight * mean`` (size R), or size 0 when not wanted
+    grad      gradient output (size R * C), written when GRAD
+    partials  one float64 slot per task (``plan``)
+    VALUE, GRAD  compile-time flags: what to compute (a value-less kernel skips the
+              loss arithmetic, a gradient-less one writes nothing but partials)
+    Returns the weighted sum of row sums, ``sum_r weight_r * sum_j loss_rj``.
+    """
+    R = t.size // C
+    ntasks, rows_per_task, chunks_per_row = _plan(R, C)
+    weight_step = 1 if weight.size > 1 else 0
+    coef_step = 1 if coef.size > 1 else 0
+    g0 = gscale[0]
+    T = type(a)
+    inv_c = 1.0 / C
+    want_rows = row_out.size > 0
+    for task in prange(ntasks):
+        if chunks_per_row > 0:
+            r = task // chunks_per_row
+            start = r * C + (task - r * chunks_per_row) * CHUNK
+            stop = min(start + CHUNK, (r + 1) * C)
+            s = _segment(elem, t, p, a, start, stop, T(coef[r * coef_step] * g0), grad, GRAD)
+            if VALUE:
+                partials[task] = s * weight[r * weight_step]
+        else:
+            acc = 0.0
+            for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
+                s = _segment(elem, t, p, a, r * C, (r + 1) * C,
+                             T(coef[r * coef_step] * g0), grad, GRAD)
+                if VALUE:
+                    s *= weight[r * weight_step]
+                    if want_rows:
+                        row_out[r] = s * inv_c
+                    acc += s
+            if VALUE:
+                partials[task] = acc
+    if not VALUE:
+        return 0.0
+    if want_rows and chunks_per_row > 0:
+        for r in range(R):
+            s = 0.0
+            for k in range(r * chunks_per_row, (r + 1) * chunks_per_row):
+                s += partials[k]
+            row_out[r] = s * inv_c
+    total = 0.0
+    for k in range(ntasks):
+        total += partials[k]
+    return total

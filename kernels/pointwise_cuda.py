@@ -1,0 +1,127 @@
+"""The pointwise family on CUDA: the same element functions, the same task idea as the CPU.
+
+One thread block per task.  Layout A (rows of at least ``MIN_SPLIT_ROW`` elements): a
+task is a ``CHUNK``-element piece of one row, its threads stride over it.  Layout B
+(short rows): a task is ``THREADS`` rows, one thread per row.  Each block reduces its
+float64 partials in shared memory by a fixed tree; ``finish`` adds the block partials
+in a fixed order.  No warp shuffles, atomics or grid syncs: results are bitwise
+repeatable, and everything runs under the CUDA simulator too.
+"""
+
+import math
+import types
+
+from numba import config, cuda, float64
+
+# finish() is one block by design; Numba's occupancy warning would only be noise.
+config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+
+from . import elements
+
+# Threads per block.  The simulator runs every thread as a Python thread, so it gets
+# small blocks; the kernels' code is the same for any power of two.
+THREADS = 32 if config.ENABLE_CUDASIM else 256
+CHUNK = 16384  # elements per block: 64 per thread amortise the block's tree reduction
+MIN_SPLIT_ROW = 64
+
+
+def plan(R, C):
+    """(number of blocks, chunks per row; 0 for layout B) for R rows of C elements."""
+    if C >= MIN_SPLIT_ROW:
+        chunks_per_row = (C + CHUNK - 1) // CHUNK
+        return R * chunks_per_row, chunks_per_row
+    return (R + THREADS - 1) // THREADS, 0
+
+
+_plan = cuda.jit(device=True, inline="always")(plan)
+
+# The element functions' math names, rebound to what CUDA lowers natively.
+_CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p}
+
+
+def _for_cuda(fn):
+    retargeted = types.FunctionType(fn.__code__, {**fn.__globals__, **_CUDA_MATH},
+                                    fn.__name__, fn.__defaults__, fn.__closure__)
+    return cuda.jit(device=True, inline="always")(retargeted)
+
+
+ELEMENTS = {name: _for_cuda(fn) for name, fn in elements.ELEMENTS.items()}
+
+
+@cuda.jit(device=True, inline="always")
+def _block_sum(shared, tid):
+    """Fixed-shape tree reduction of ``shared[:THREADS]``; the sum lands in shared[0]."""
+    cuda.syncthreads()
+    width = THREADS // 2
+    while width > 0:
+        if tid < width:
+            shared[tid] += shared[tid + width]
+        cuda.syncthreads()
+        width //= 2
+
+
+@cuda.jit(device=True, inline="always")
+def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
+    """Same arguments and meaning as the CPU ``pointwise``; one block computes one task."""
+    task = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    R = t.size // C
+    ntasks, chunks_per_row = _plan(R, C)
+    weight_step = 1 if weight.size > 1 else 0
+    coef_step = 1 if coef.size > 1 else 0
+    T = type(a)
+    s = 0.0
+    if chunks_per_row > 0:
+        r = task // chunks_per_row
+        start = r * C + (task - r * chunks_per_row) * CHUNK
+        stop = min(start + CHUNK, (r + 1) * C)
+        scale = T(coef[r * coef_step] * gscale[0])
+        for i in range(start + tid, stop, THREADS):
+            loss, g = elem(t[i], p[i], a)
+            if GRAD:
+                grad[i] = g * scale
+            s += loss
+        s *= weight[r * weight_step]
+    else:
+        r = task * THREADS + tid
+        if r < R:
+            scale = T(coef[r * coef_step] * gscale[0])
+            for i in range(r * C, (r + 1) * C):
+                loss, g = elem(t[i], p[i], a)
+                if GRAD:
+                    grad[i] = g * scale
+                s += loss
+            s *= weight[r * weight_step]
+            if row_out.size > 0:
+                row_out[r] = s / C
+    if VALUE:
+        shared = cuda.shared.array(THREADS, float64)
+        shared[tid] = s
+        _block_sum(shared, tid)
+        if tid == 0:
+            partials[task] = shared[0]
+
+
+@cuda.jit
+def finish(partials, vscale, out):
+    """out[0] = vscale[0] * sum(partials), in a fixed order; one block of THREADS."""
+    tid = cuda.threadIdx.x
+    s = 0.0
+    for k in range(tid, partials.size, THREADS):
+        s += partials[k]
+    shared = cuda.shared.array(THREADS, float64)
+    shared[tid] = s
+    _block_sum(shared, tid)
+    if tid == 0:
+        out[0] = shared[0] * vscale[0]
+
+
+@cuda.jit
+def rows_from_chunks(partials, chunks_per_row, C, row_out):
+    """Per-row ``weight * mean`` of split rows (layout A) from their chunk partials, in order."""
+    r = cuda.grid(1)
+    if r < row_out.size:
+        s = 0.0
+        for k in range(r * chunks_per_row, (r + 1) * chunks_per_row):
+            s += partials[k]
+        row_out[r] = s / C

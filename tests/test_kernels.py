@@ -1,0 +1,96 @@
+"""The kernels' shape: generated code up to date, determinism, on-disk cache, PTX for a real GPU."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fastloss.kernels import _generate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_generated_kernels_are_up_to_date():
+    for filename, render in _generate.TARGETS.items():
+        on_disk = (Path(_generate.__file__).parent / filename).read_text()
+        assert on_disk == render(), f"{filename} is stale: run python -m fastloss.kernels._generate"
+
+
+def run_python(code, **env):
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+DIGEST = """
+    import hashlib, numpy as np, fastloss as fl
+    from fastloss.losses import LOSSES
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0.1, 2, (3000, 333)).astype(np.float32)
+    p = rng.uniform(0.1, 2, (3000, 333)).astype(np.float32)
+    w = rng.uniform(0, 1, 3000)
+    h = hashlib.sha256()
+    for name, loss in sorted(LOSSES.items()):
+        kw = {"sample_weight": w} if loss.convention == "keras" else {}
+        v, g = loss.value_and_grad(t, p, **kw)
+        h.update(np.asarray(v).tobytes()); h.update(g.tobytes())
+        h.update(np.asarray(loss(t, p, **kw)).tobytes())
+    print(h.hexdigest())
+"""
+
+
+def test_bitwise_identical_across_thread_counts():
+    one = run_python(DIGEST, NUMBA_NUM_THREADS="1")
+    two = run_python(DIGEST, NUMBA_NUM_THREADS="2")
+    assert one == two
+    assert run_python(DIGEST, NUMBA_NUM_THREADS="2") == two
+
+
+def test_second_process_loads_kernels_from_cache(tmp_path):
+    code = """
+        import numpy as np, fastloss as fl
+        from fastloss.kernels import generated_cpu as G
+        fl.mse.value_and_grad(np.ones(10, np.float32), np.zeros(10, np.float32))
+        k = G.squared_error_value_and_grad_serial
+        print(k.stats.cache_hits and sum(k.stats.cache_hits.values()),
+              sum(k.stats.cache_misses.values()))
+    """
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    hits, misses = run_python(code, **env).split()
+    assert misses == "1"
+    hits, misses = run_python(code, **env).split()
+    assert hits == "1" and misses == "0"
+
+
+def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
+    """The simulator runs Python, so it would not catch a typing error: compile for real."""
+    code = """
+        from numba import cuda, float32, float64, int64
+        from fastloss.kernels import generated_cuda, pointwise_cuda
+        from fastloss.kernels._generate import MODES
+        from fastloss.kernels.elements import ELEMENTS
+        count = 0
+        for dt in (float32, float64):
+            sig = (dt[::1], dt[::1], dt, int64, float64[::1], float64[::1], float64[::1],
+                   dt[::1], dt[::1], float64[::1])
+            for name in ELEMENTS:
+                for mode in MODES:
+                    ptx, _ = cuda.compile_ptx(getattr(generated_cuda, f"{name}_{mode}").py_func,
+                                              sig, cc=(9, 0))
+                    assert ".target sm_90" in ptx
+                    count += 1
+            cuda.compile_ptx(pointwise_cuda.finish.py_func, (float64[::1], float64[::1], dt[::1]),
+                             cc=(9, 0))
+            cuda.compile_ptx(pointwise_cuda.rows_from_chunks.py_func,
+                             (float64[::1], int64, int64, dt[::1]), cc=(9, 0))
+        print(count)
+    """
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, env={**env, "NUMBA_ENABLE_CUDASIM": "0"}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert int(result.stdout) == 2 * len(_generate.ELEMENTS) * len(_generate.MODES)
