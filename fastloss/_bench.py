@@ -273,6 +273,12 @@ def steps(names):
                    for name in names)
 
 
+def sci(n):
+    """10**7 -> '1e7' (for labels)."""
+    mantissa, exponent = f"{n:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def format_time(s):
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if s >= scale:
@@ -280,9 +286,10 @@ def format_time(s):
     return f"{s / 1e-9:.3g} ns"
 
 
-def print_table(title, columns, rows, caption=None):
+def print_table(title, columns, rows, caption=None, left=1):
     """A table with rich when installed, else aligned plain text.  ``columns`` are
-    headers; the first is left-aligned, the others right-aligned; ``rows`` hold strings."""
+    headers; the first ``left`` are left-aligned, the others right-aligned (numbers);
+    ``rows`` hold strings."""
     try:
         from rich.console import Console
         from rich.table import Table
@@ -290,17 +297,22 @@ def print_table(title, columns, rows, caption=None):
         widths = [max(len(str(c)), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
         print(title)
         for cells in (columns, *rows):
-            print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+            print("  ".join(c.ljust(w) if i < left else c.rjust(w)
                             for i, (c, w) in enumerate(zip(cells, widths))))
         if caption:
             print(caption)
         return
-    table = Table(title=title, caption=caption)
+    table = Table(title=title)
     for i, c in enumerate(columns):
-        table.add_column(c, justify="left" if i == 0 else "right")
+        table.add_column(c, justify="left" if i < left else "right", no_wrap=True)
     for r in rows:
         table.add_row(*r)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # a file or a pipe: don't squeeze the table into 80 columns
+        console.width = max(console.width, 160)
+    console.print(table)
+    if caption:
+        console.print(caption)
 
 
 def report(copy, rows, n, shape, dtype):
@@ -321,7 +333,7 @@ def report(copy, rows, n, shape, dtype):
     caption = (f"copy (np.copyto): {copy['gbps']:.1f} GB/s; n = {n:,} {dtype} as {shape}; "
                f"{numba.get_num_threads()} numba threads; vs X = X's time / fastloss's time")
     print_table("fastloss bench: median of repeats, effective GB/s = bytes moved / time",
-                columns, table, caption)
+                columns, table, caption, left=2)
 
 
 def main(args):

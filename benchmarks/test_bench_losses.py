@@ -1,0 +1,52 @@
+"""Every loss's value and value_and_grad beside the NumPy reference (and PyTorch when
+installed), at three sizes, plus a copy per size: the bandwidth a memory-bound kernel
+can reach.  Each loss+mode+size is one benchmark group, so the implementations sit
+side by side; ``benchmarks/report.py`` turns the groups into GB/s and ratios."""
+
+import numpy as np
+import pytest
+
+import fastloss
+from fastloss import _bench
+from fastloss._bench import sci
+
+SIZES = [10**3, 10**5, 10**7]
+TORCH = _bench.torch_functions()
+IMPLS = ["fastloss", "numpy"] + (["torch"] if TORCH else [])
+
+
+@pytest.mark.parametrize("n", SIZES, ids=sci)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("mode", _bench.MODES)
+@pytest.mark.parametrize("name", list(fastloss.LOSSES))
+def test_loss(benchmark, sample, name, mode, impl, n):
+    t, p, out = sample(n)
+    fn = _bench.calls(name, mode, t, p, out, TORCH).get(impl)
+    if fn is None:
+        pytest.skip(f"no {impl} version of {name}")
+    benchmark.group = f"{name} {mode} n={sci(n)}"
+    benchmark.extra_info.update(loss=name, mode=mode, impl=impl, n=n,
+                                bytes=_bench.moved_bytes(mode, p))
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("n", SIZES, ids=sci)
+def test_copy(benchmark, sample, n):
+    p = sample(n)[1]
+    copy, nbytes = _bench.copy_call(p)
+    benchmark.group = f"copy n={sci(n)}"
+    benchmark.extra_info.update(impl="copy", n=n, bytes=nbytes)
+    benchmark(copy)
+
+
+@pytest.mark.parametrize("name", sorted(_bench.NUMPY))
+def test_numpy_reference_matches(sample, name):
+    """The NumPy references compute what fastloss computes (else the ratios lie)."""
+    t, p, _ = sample(10**4, "float64")
+    loss = fastloss.LOSSES[name]
+    value, vg = _bench.NUMPY[name]
+    np.testing.assert_allclose(value(t, p), loss(t, p), rtol=1e-10)
+    ref_value, ref_grad = vg(t, p)
+    got_value, got_grad = loss.value_and_grad(t, p)
+    np.testing.assert_allclose(ref_value, got_value, rtol=1e-10)
+    np.testing.assert_allclose(ref_grad, got_grad, rtol=1e-10, atol=1e-15)
