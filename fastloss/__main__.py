@@ -24,15 +24,19 @@ def warmup(args):
     start = time.perf_counter()
     saved = _config.PARALLEL_THRESHOLD
     try:
-        for threshold in (sys.maxsize, 0):  # serial kernels, then parallel ones
-            _config.PARALLEL_THRESHOLD = threshold
-            for dtype in ("float32", "float64"):
-                call_all(np, dtype)
+        with fastloss.backend("cpu"):
+            for threshold in (sys.maxsize, 0):  # serial kernels, then parallel ones
+                _config.PARALLEL_THRESHOLD = threshold
+                for dtype in ("float32", "float64"):
+                    call_all(np, dtype)
     finally:
         _config.PARALLEL_THRESHOLD = saved
-    compiled, loaded = _count_cpu_kernels()
+    compiled, loaded, missed = _count_cpu_kernels()
     print(f"CPU: {compiled + loaded} kernels ({compiled} compiled, {loaded} loaded from "
           f"Numba's cache) in {time.perf_counter() - start:.1f} s")
+    if missed:
+        print(f"not reached by any loss (no float32 and float64 versions): {', '.join(missed)}",
+              file=sys.stderr)
 
     if _cuda_available():
         import cupy
@@ -47,14 +51,18 @@ def warmup(args):
 
 
 def _count_cpu_kernels():
-    """(compiled, loaded from the cache) kernel signatures of this process."""
+    """(compiled, loaded from the cache, names of kernels not compiled for both dtypes)
+    over the kernel signatures of this process."""
     from numba.core.registry import CPUDispatcher
 
     from fastloss.kernels import generated_cpu
 
-    kernels = [k for k in vars(generated_cpu).values() if isinstance(k, CPUDispatcher)]
-    loaded = sum(len(k.stats.cache_hits) for k in kernels)
-    return sum(len(k.signatures) for k in kernels) - loaded, loaded
+    kernels = {name: k for name, k in vars(generated_cpu).items()
+               if isinstance(k, CPUDispatcher) and k.py_func.__module__ == generated_cpu.__name__}
+    loaded = sum(len(k.stats.cache_hits) for k in kernels.values())
+    compiled = sum(len(k.signatures) for k in kernels.values()) - loaded
+    missed = [name for name, k in kernels.items() if len(k.signatures) < 2]
+    return compiled, loaded, missed
 
 
 def _cuda_available():
@@ -81,7 +89,7 @@ def bench(args):
 
 
 def parser():
-    from fastloss._bench import SIZES
+    from fastloss._bench import SIZES, sci
 
     top = argparse.ArgumentParser(prog="python -m fastloss",
                                   description="fastloss: loss functions as fused Numba kernels.")
@@ -93,12 +101,13 @@ def parser():
                                    "same run, and speed-ups against NumPy (and PyTorch when "
                                    "installed).")
     b.add_argument("--size", choices=SIZES, default="medium",
-                   help="elements: " + ", ".join(f"{k}={v:.0e}" for k, v in SIZES.items())
+                   help="elements: " + ", ".join(f"{k}={sci(v)}" for k, v in SIZES.items())
                         + " (default: medium)")
-    b.add_argument("--loss", nargs="+", metavar="NAME", help="losses to time (default: all)")
+    b.add_argument("--loss", nargs="+", metavar="NAME", type=_loss_name,
+                   help="losses to time, by name or alias (default: all)")
     b.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     b.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON")
-    b.add_argument("--repeat", type=int, default=7, metavar="N",
+    b.add_argument("--repeat", type=_positive_int, default=7, metavar="N",
                    help="timed samples per call; the median is reported (default: 7)")
     b.set_defaults(func=bench)
 
@@ -109,10 +118,24 @@ def parser():
     return top
 
 
+def _loss_name(name):
+    import fastloss
+
+    loss = {**fastloss.LOSSES, **fastloss.ALIASES}.get(name)
+    if loss is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown loss {name!r}; known: {', '.join(fastloss.LOSSES)}")
+    return loss.name
+
+
+def _positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    if getattr(args, "repeat", 1) < 1:
-        parser().error("--repeat must be at least 1")
     return args.func(args)
 
 

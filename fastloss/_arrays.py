@@ -81,6 +81,8 @@ def squeeze_or_expand_to_same_rank(shape1, shape2):
 
 
 def broadcasts_to(shape, target):
+    if tuple(shape) == tuple(target):
+        return True
     try:
         return np.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:

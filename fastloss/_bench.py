@@ -185,7 +185,7 @@ def _torch_call(f, mode, t, p):
             with torch.no_grad():
                 return f(pt, tt)
         return value
-    pt = torch.from_numpy(p.copy()).requires_grad_()
+    pt = torch.from_numpy(p).requires_grad_()
 
     def value_and_grad():  # forward + backward
         pt.grad = None
@@ -202,28 +202,33 @@ def copy_call(p):
     return (lambda: np.copyto(dst, src)), 2 * p.nbytes
 
 
-def time_call(fn, repeat=7, min_sample_s=2e-3):
-    """Median seconds per call over ``repeat`` samples, after a warm-up call (which
-    compiles or loads kernels); fast calls are looped so a sample lasts ``min_sample_s``."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = time.perf_counter() - t0
-    number = max(1, min(100_000, int(min_sample_s / max(once, 1e-9))))
-    samples = []
-    for _ in range(repeat):
+def time_calls(fns, repeat=7, min_sample_s=2e-3):
+    """Median seconds per call of each function in the dict ``fns``.  Each gets a warm-up
+    call (which compiles or loads kernels); then they are sampled in turn, ``repeat``
+    rounds, so that a change in the machine's load hits them alike and their ratios
+    hold.  Fast calls are looped so that a sample lasts about ``min_sample_s``."""
+    number = {}
+    for key, fn in fns.items():
+        fn()
         t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - t0) / number)
-    return statistics.median(samples)
+        fn()
+        once = time.perf_counter() - t0
+        number[key] = max(1, min(100_000, int(min_sample_s / max(once, 1e-9))))
+    samples = {key: [] for key in fns}
+    for _ in range(repeat):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(number[key]):
+                fn()
+            samples[key].append((time.perf_counter() - t0) / number[key])
+    return {key: statistics.median(s) for key, s in samples.items()}
 
 
 def machine_info():
     import numba
 
     info = {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "processor": _cpu_model(), "cpu_count": os.cpu_count(),
             "numba_threads": numba.get_num_threads(), "numpy": np.__version__,
             "numba": numba.__version__}
     try:
@@ -238,39 +243,45 @@ def machine_info():
     return info
 
 
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 # -- the run -----------------------------------------------------------------------------
 
 def bench(names, n, dtype="float32", repeat=7, progress=None):
-    """Times every loss in ``names``; returns (copy entry, rows).  ``progress(label)`` is
-    called before each timing."""
+    """Times every loss in ``names`` in each mode, each implementation in turn with a
+    copy of the same data, so the copy is measured throughout the run (its GB/s is the
+    median over all rows); returns (copy summary, rows).  ``progress(label)`` is called
+    before each row."""
     progress = progress or (lambda label: None)
     t, p, out = sample(n, dtype)
     torch_fns = torch_functions()
     copy, copy_bytes = copy_call(p)
-    progress("copy")
-    copy_s = time_call(copy, repeat=max(repeat, 11))
-    copy_gbps = copy_bytes / copy_s / 1e9
     rows = []
     for name in names:
         for mode in MODES:
+            progress(f"{name} {mode}")
+            fns = calls(name, mode, t, p, out, torch_fns)
+            times = time_calls({**fns, "copy": copy}, repeat)
             row = {"loss": name, "mode": mode, "bytes": moved_bytes(mode, p)}
-            for impl, fn in calls(name, mode, t, p, out, torch_fns).items():
-                progress(f"{name} {mode} [{impl}]")
-                row[f"{impl}_s"] = time_call(fn, repeat)
+            row.update((f"{impl}_s", seconds) for impl, seconds in times.items())
             row["gbps"] = row["bytes"] / row["fastloss_s"] / 1e9
-            row["pct_copy"] = 100 * row["gbps"] / copy_gbps
-            for impl in ("numpy", "torch"):
-                if f"{impl}_s" in row:
-                    row[f"speedup_{impl}"] = row[f"{impl}_s"] / row["fastloss_s"]
+            for impl in [impl for impl in fns if impl != "fastloss"]:
+                row[f"speedup_{impl}"] = row[f"{impl}_s"] / row["fastloss_s"]
             rows.append(row)
+    copy_s = statistics.median(row["copy_s"] for row in rows)
+    copy_gbps = copy_bytes / copy_s / 1e9
+    for row in rows:
+        row["pct_copy"] = 100 * row["gbps"] / copy_gbps
     return {"bytes": copy_bytes, "time_s": copy_s, "gbps": copy_gbps}, rows
-
-
-def steps(names):
-    """How many timings ``bench`` makes (for a progress bar)."""
-    torch_fns = torch_functions()
-    return 1 + sum(len(MODES) * (2 if name in NUMPY else 1) * (1 + (name in torch_fns))
-                   for name in names)
 
 
 def sci(n):
@@ -330,8 +341,9 @@ def report(copy, rows, n, shape, dtype):
                           if f"{impl}_s" in r else ["-", "-"])
         table.append(cells)
     import numba
-    caption = (f"copy (np.copyto): {copy['gbps']:.1f} GB/s; n = {n:,} {dtype} as {shape}; "
-               f"{numba.get_num_threads()} numba threads; vs X = X's time / fastloss's time")
+    caption = (f"copy (np.copyto, timed beside every row): {copy['gbps']:.1f} GB/s; "
+               f"n = {n:,} {dtype} as {shape}; {numba.get_num_threads()} numba threads; "
+               f"vs X = X's time / fastloss's time")
     print_table("fastloss bench: median of repeats, effective GB/s = bytes moved / time",
                 columns, table, caption, left=2)
 
@@ -339,17 +351,21 @@ def report(copy, rows, n, shape, dtype):
 def main(args):
     import fastloss
 
-    names = list(fastloss.LOSSES) if not args.loss else [_canonical(x) for x in args.loss]
+    names = list(dict.fromkeys(args.loss or fastloss.LOSSES))
     n = SIZES[args.size]
     shape = shape_of(n)
     try:
         from rich.progress import Progress
     except ImportError:
-        copy, rows = bench(names, n, args.dtype, args.repeat,
-                           lambda label: print(f"timing {label}", file=sys.stderr))
+        total, done = len(names) * len(MODES), []
+
+        def progress(label):
+            done.append(label)
+            print(f"[{len(done)}/{total}] {label}", file=sys.stderr)
+        copy, rows = bench(names, n, args.dtype, args.repeat, progress)
     else:
         with Progress(transient=True) as bar:
-            task = bar.add_task("bench", total=steps(names))
+            task = bar.add_task("bench", total=len(names) * len(MODES))
             started = []
 
             def progress(label):
@@ -369,11 +385,3 @@ def main(args):
         print(f"wrote {args.json}")
     return 0
 
-
-def _canonical(name):
-    import fastloss
-
-    loss = {**fastloss.LOSSES, **fastloss.ALIASES}.get(name)
-    if loss is None:
-        raise SystemExit(f"unknown loss {name!r}; known: {', '.join(fastloss.LOSSES)}")
-    return loss.name

@@ -15,18 +15,27 @@ TORCH_REDUCTIONS = ("mean", "sum", "none")
 @dataclass(frozen=True)
 class Option:
     """A loss's scalar option: its name (as the source library spells it), default, and
-    the rule it must obey ("nonnegative" or "positive")."""
+    the rule it must obey: "nonnegative", "positive", "any" (finite), "probability"
+    (in [0, 1]) or "bool"."""
     name: str
     default: float
     rule: str = "nonnegative"
 
     def check(self, value, loss_name):
+        if self.rule == "bool":
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{loss_name}: {self.name} must be True or False, got {value!r}")
+            return bool(value)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"{loss_name}: {self.name} must be a real number, got {value!r}")
         value = float(value)
-        bad = not math.isfinite(value) or value < 0 or (self.rule == "positive" and value == 0)
+        bad = (not math.isfinite(value)
+               or (self.rule in ("nonnegative", "positive", "probability") and value < 0)
+               or (self.rule == "positive" and value == 0)
+               or (self.rule == "probability" and value > 1))
         if bad:
-            raise ValueError(f"{loss_name}: {self.name} must be {self.rule} and finite, got {value}")
+            rule = "in [0, 1]" if self.rule == "probability" else self.rule
+            raise ValueError(f"{loss_name}: {self.name} must be {rule} and finite, got {value}")
         return value
 
 
@@ -39,12 +48,16 @@ class Loss:
     ``y_pred`` itself).
     """
 
-    def __init__(self, name, element, convention, option=None, summary=""):
+    def __init__(self, name, element, convention, options=(), summary="", row_reduction="mean"):
+        """element: the element function's name in kernels/elements.py, or a function of
+        the checked options returning it (e.g. one element per ``from_logits``).
+        row_reduction: how Keras reduces the last axis, "mean" or "sum"."""
         self.name = name
         self.element = element
         self.convention = convention
-        self.option = option
+        self.options = (options,) if isinstance(options, Option) else tuple(options)
         self.summary = summary
+        self.row_reduction = row_reduction
         self.__doc__ = f"{name}: {summary}"
 
     def __repr__(self):
@@ -71,15 +84,24 @@ class Loss:
     # -- argument checks -------------------------------------------------------------
 
     def check_options(self, options):
-        options = dict(options)
-        value = 0.0
-        if self.option is not None:
-            value = self.option.check(options.pop(self.option.name, self.option.default), self.name)
-        if options:
-            raise TypeError(f"{self.name} got an unexpected option {sorted(options)[0]!r}"
-                            + (f"; its option is {self.option.name!r}" if self.option else
-                               "; it takes no options"))
-        return value
+        """The checked options as a dict, defaults filled in."""
+        given = dict(options)
+        values = {opt.name: opt.check(given.pop(opt.name, opt.default), self.name)
+                  for opt in self.options}
+        if given:
+            known = ", ".join(repr(opt.name) for opt in self.options)
+            raise TypeError(f"{self.name} got an unexpected option {sorted(given)[0]!r}; "
+                            + (f"its options are {known}" if known else "it takes no options"))
+        return values
+
+    def kernel_options(self, values, dtype):
+        """The element function's option tuple, in the compute dtype."""
+        from fastloss.kernels.elements import OPTION_SLOTS
+        numbers = [float(values[opt.name]) for opt in self.options]
+        return tuple(dtype.type(v) for v in numbers + [0.0] * (OPTION_SLOTS - len(numbers)))
+
+    def element_for(self, values):
+        return self.element(values) if callable(self.element) else self.element
 
     def check_reduction(self, reduction):
         if isinstance(reduction, str) and reduction == "default":
@@ -93,7 +115,7 @@ class Loss:
 
     def _compute(self, y_true, y_pred, sample_weight, reduction, options, *,
                  want_value, want_grad, grad_output=None, out=None):
-        a = self.check_options(options)
+        option_values = self.check_options(options)
         reduction = self.check_reduction(reduction)
         if self.convention == "torch" and sample_weight is not None:
             raise TypeError(f"{self.name} follows torch.nn.functional and takes no sample_weight")
@@ -123,25 +145,32 @@ class Loss:
         if want_grad:
             grad = self._grad_buffer(out, placement, pred_shape, dtype)
 
-        layout = (keras_layout if self.convention == "keras" else torch_layout)(
-            self.name, placement, p_shape, sample_weight, reduction, grad_output)
+        if self.convention == "keras":
+            row_div = p_shape[-1] if self.row_reduction == "mean" else 1
+            layout = keras_layout(self.name, placement, p_shape, sample_weight, reduction,
+                                  grad_output, row_div)
+        else:
+            layout = torch_layout(self.name, placement, p_shape, reduction, grad_output)
         n = p.size
         if n == 0:
             rows, value = layout.empty_values(dtype)
         else:
-            call = KernelCall(self.element, t.reshape(-1), p.reshape(-1), dtype.type(a),
+            call = KernelCall(self.element_for(option_values), t.reshape(-1), p.reshape(-1),
+                              self.kernel_options(option_values, dtype),
                               layout.C, layout.weight, layout.coef, layout.gscale, layout.vscale,
                               want_rows=layout.rows_shape is not None, value=want_value, grad=grad)
             value, rows, _ = run(call, placement)
         if layout.rows_shape is not None and want_value:
             value = rows.reshape(layout.rows_shape)
+            if layout.row_factor != 1 and n:
+                value *= dtype.type(layout.row_factor)
         result_grad = None if grad is None else placement.result(grad.reshape(pred_shape))
         return (placement.result(value) if want_value else None), result_grad
 
     def _grad_buffer(self, out, placement, pred_shape, dtype):
         xp = placement.xp
         if out is None:
-            return xp.empty(int(np.prod(pred_shape)), dtype)
+            return xp.empty(math.prod(pred_shape), dtype)
         if not isinstance(out, xp.ndarray):
             raise TypeError(f"{self.name}: out must be a {xp.__name__} array, got {type(out).__name__}")
         if out.shape != tuple(pred_shape) or out.dtype != dtype:
@@ -155,7 +184,8 @@ class Loss:
 @dataclass
 class Layout:
     """How a call maps onto the pointwise kernel: row length C, per-row weight and gradient
-    factors, the global factors, and the shape of per-row values when the caller wants them."""
+    factors, the global factors, the shape of per-row values when the caller wants them and
+    the factor turning the kernel's row sums into them."""
     C: int
     weight: object
     coef: object
@@ -163,6 +193,7 @@ class Layout:
     vscale: object
     rows_shape: tuple = None
     empty_values: object = None
+    row_factor: float = 1.0
 
 
 def _scalar_cotangent(name, grad_output, xp):
@@ -196,8 +227,9 @@ def _as_rows(x, xp):
     return xp.asarray(x, dtype=np.float64).reshape(-1)
 
 
-def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output):
-    """Keras 3: mean over the last axis, then sample_weight, then the reduction."""
+def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output, row_div):
+    """Keras 3: mean (row_div = C) or sum (row_div = 1) over the last axis, then
+    sample_weight, then the reduction."""
     xp = placement.xp
     C = p_shape[-1]
     values_shape = p_shape[:-1]
@@ -209,7 +241,7 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
             raise ValueError(f"{name}: sample_weight of shape {w.shape} does not broadcast to the "
                              f"per-sample loss of shape {tuple(p_shape[:-1])}")
         weight = w.reshape(w_shape).astype(np.float64)
-    R = int(np.prod(values_shape))
+    R = math.prod(values_shape)
     per_row_weight = weight is not None and weight.size > 1
     w_rows = (xp.ascontiguousarray(xp.broadcast_to(weight, values_shape)).reshape(-1)
               if per_row_weight else None)
@@ -225,10 +257,11 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
             coef = coef * weight_rows
 
         def empty_values(dtype):
-            rows = xp.full(values_shape, np.nan if C == 0 else 0.0, dtype)
+            rows = xp.full(values_shape, np.nan if row_div == 0 else 0.0, dtype)  # mean of nothing
             return rows * xp.asarray(w_scalar if w_rows is None else w_rows.reshape(values_shape),
                                      dtype=dtype), None
-        return Layout(C, weight_rows, coef, 1.0 / max(C, 1), 1.0 / max(C, 1), values_shape, empty_values)
+        return Layout(C, weight_rows, coef, 1.0 / max(row_div, 1), 1.0, values_shape, empty_values,
+                      1.0 / max(row_div, 1))
 
     if reduction == "sum" or values_shape == ():
         divisor = 1.0  # Keras returns a scalar per-sample loss unreduced
@@ -238,13 +271,13 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
         divisor = float(R)
     go = _scalar_cotangent(name, grad_output, xp)
     if isinstance(divisor, float):
-        inv = 0.0 if divisor == 0 else 1.0 / (max(C, 1) * divisor)
+        inv = 0.0 if divisor == 0 else 1.0 / (max(row_div, 1) * divisor)
     else:  # sum of sample weights, left on the device: divide_no_nan as Keras does
-        inv = xp.where(divisor == 0, 0.0, 1.0 / (max(C, 1) * xp.where(divisor == 0, 1.0, divisor)))
+        inv = xp.where(divisor == 0, 0.0, 1.0 / (max(row_div, 1) * xp.where(divisor == 0, 1.0, divisor)))
     keras_empty = values_shape == (0,) or (R == 0)
 
     def empty_values(dtype):
-        if keras_empty:
+        if keras_empty or row_div != 0:
             return None, dtype.type(0.0) if xp is np else xp.zeros((), dtype)
         # empty last axis: every sample's mean is NaN, and so is any reduction of them
         return None, dtype.type(np.nan) if xp is np else xp.full((), np.nan, dtype)
@@ -257,10 +290,10 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
                   empty_values)
 
 
-def torch_layout(name, placement, p_shape, sample_weight, reduction, grad_output):
+def torch_layout(name, placement, p_shape, reduction, grad_output):
     """torch.nn.functional: elementwise values; "mean" over all elements (NaN when empty)."""
     xp = placement.xp
-    n = int(np.prod(p_shape))
+    n = math.prod(p_shape)
     if reduction == "none":
         go = _row_cotangent(name, grad_output, xp, p_shape)
         coef = _ones(xp) if go is None else _as_rows(go, xp)

@@ -17,15 +17,16 @@ _PARALLEL_LOCK = threading.Lock()
 class KernelCall:
     """One call of a pointwise-family kernel, prepared by the front end.
 
-    t, p: flat contiguous inputs in the compute dtype; C: row length; weight / coef:
+    t, p: flat contiguous inputs in the compute dtype; o: the element function's option
+    tuple (compute dtype); C: row length; weight / coef:
     per-row arrays (or size 1) of float64; gscale: the global gradient factor and
     vscale the value factor (host floats, or 0-d arrays of the inputs' module);
-    want_rows: return per-row ``weight * mean``; grad: a flat output buffer or None.
+    want_rows: return per-row ``weight * sum``; grad: a flat output buffer or None.
     """
     element: str
     t: object
     p: object
-    a: object
+    o: tuple
     C: int
     weight: object
     coef: object
@@ -54,7 +55,7 @@ def run_cpu(call):
     dtype = call.p.dtype
     rows = np.empty(R if call.want_rows else 0, dtype)
     grad = call.grad if call.grad is not None else np.empty(0, dtype)
-    args = (call.t, call.p, call.a, call.C, call.weight, call.coef,
+    args = (call.t, call.p, call.o, call.C, call.weight, call.coef,
             np.array([call.gscale], np.float64).reshape(1), rows,
             grad, np.empty(ntasks, np.float64))
     if parallel:
@@ -98,6 +99,8 @@ def run_cuda(call, xp):
             return cuda.device_array(n, dt, stream=stream)
 
     def scalar(x):
+        if isinstance(x, (int, float)):  # a host number: filled on the device, no copy
+            return dev(xp.full(1, x, np.float64))
         return dev(xp.asarray(x, dtype=np.float64).reshape(1))
 
     R = call.t.size // call.C
@@ -110,7 +113,7 @@ def run_cuda(call, xp):
     partials = new(nblocks, np.float64)
     kernel = getattr(generated_cuda, f"{call.element}_{call.mode}")
     kernel[nblocks, THREADS, stream](
-        dev(call.t), dev(call.p), call.a, call.C, dev(call.weight), dev(call.coef),
+        dev(call.t), dev(call.p), call.o, call.C, dev(call.weight), dev(call.coef),
         scalar(call.gscale), dev(rows), dev(grad), dev(partials))
     value = None
     if call.value:
@@ -118,7 +121,7 @@ def run_cuda(call, xp):
         finish[1, THREADS, stream](dev(partials), scalar(call.vscale), dev(value))
         if call.want_rows and chunks_per_row > 0:
             rows_from_chunks[(R + THREADS - 1) // THREADS, THREADS, stream](
-                dev(partials), chunks_per_row, call.C, dev(rows))
+                dev(partials), chunks_per_row, dev(rows))
     if not on_device:
         stream.synchronize()
         value = None if value is None else dtype.type(value.copy_to_host()[0])

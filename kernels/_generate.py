@@ -14,7 +14,7 @@ from .elements import ELEMENTS
 
 HERE = Path(__file__).parent
 MODES = {"value": (True, False), "grad": (False, True), "value_and_grad": (True, True)}
-ARGS = "t, p, a, C, weight, coef, gscale, row_out, grad, partials"
+ARGS = "t, p, o, C, weight, coef, gscale, row_out, grad, partials"
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
 # the code they inline: editing the math changes them, which invalidates the cache.
 CPU_SOURCES = ("_math.py", "elements.py", "pointwise.py")

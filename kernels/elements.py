@@ -1,8 +1,9 @@
 """The math of every pointwise loss, written once.
 
-Each element function takes ``(t, p, a)`` - one label, one prediction and the loss's
-scalar option (``delta``, ``beta``, ...; ignored where a loss has none), all in the
-compute dtype - and returns ``(loss, d loss / d p)``.  A kernel that needs only the
+Each element function takes ``(t, p, o)`` - one label, one prediction and the tuple of
+the loss's scalar options (``OPTION_SLOTS`` values: ``delta``, ``beta``, ... in the order
+the loss declares them, unused slots zero), all in the compute dtype - and returns
+``(loss, d loss / d p)``.  A kernel that needs only the
 value drops the derivative and LLVM removes its arithmetic.
 
 The same Python functions are compiled for the CPU here (``njit(inline="always")``,
@@ -17,6 +18,8 @@ from numba import njit
 from ._math import exp, log, log1p
 
 ELEMENTS = {}
+# Scalar options an element function receives (a tuple, so kernels have one signature).
+OPTION_SLOTS = 4
 
 
 def element(fn):
@@ -30,13 +33,13 @@ EPSILON = 1e-7
 
 
 @element
-def squared_error(t, p, a):
+def squared_error(t, p, o):
     d = p - t
     return d * d, d + d
 
 
 @element
-def absolute_error(t, p, a):
+def absolute_error(t, p, o):
     T = type(p)
     d = p - t
     sign = T(1.0) if d > T(0.0) else (T(-1.0) if d < T(0.0) else T(0.0))
@@ -44,7 +47,7 @@ def absolute_error(t, p, a):
 
 
 @element
-def absolute_percentage_error(t, p, a):
+def absolute_percentage_error(t, p, o):
     T = type(p)
     scale = T(100.0) / max(abs(t), T(EPSILON))
     d = (t - p) * scale
@@ -53,7 +56,7 @@ def absolute_percentage_error(t, p, a):
 
 
 @element
-def squared_log_error(t, p, a):
+def squared_log_error(t, p, o):
     T = type(p)
     eps = T(EPSILON)
     shifted_p = max(p, eps) + T(1.0)
@@ -63,9 +66,10 @@ def squared_log_error(t, p, a):
 
 
 @element
-def huber(t, p, a):
-    """Keras's Huber: quadratic while |p - t| <= delta (``a``), linear beyond."""
+def huber(t, p, o):
+    """Keras's Huber: quadratic while |p - t| <= delta, linear beyond."""
     T = type(p)
+    a = o[0]
     d = p - t
     ad = abs(d)
     quadratic = ad <= a
@@ -74,9 +78,10 @@ def huber(t, p, a):
 
 
 @element
-def torch_huber(t, p, a):
-    """PyTorch's huber_loss: quadratic while |p - t| < delta (``a``)."""
+def torch_huber(t, p, o):
+    """PyTorch's huber_loss: quadratic while |p - t| < delta."""
     T = type(p)
+    a = o[0]
     d = p - t
     ad = abs(d)
     quadratic = ad < a
@@ -85,9 +90,10 @@ def torch_huber(t, p, a):
 
 
 @element
-def smooth_l1(t, p, a):
-    """PyTorch's smooth_l1_loss with beta ``a``: Huber divided by beta; L1 at beta 0."""
+def smooth_l1(t, p, o):
+    """PyTorch's smooth_l1_loss: Huber divided by beta; L1 at beta 0."""
     T = type(p)
+    a = o[0]
     d = p - t
     ad = abs(d)
     quadratic = ad < a
@@ -97,7 +103,7 @@ def smooth_l1(t, p, a):
 
 
 @element
-def log_cosh(t, p, a):
+def log_cosh(t, p, o):
     """log(cosh(x)) as |x| + log1p(exp(-2|x|)) - log 2; its derivative is tanh(x)."""
     T = type(p)
     x = p - t
@@ -113,7 +119,7 @@ def log_cosh(t, p, a):
 
 
 @element
-def poisson(t, p, a):
+def poisson(t, p, o):
     T = type(p)
     shifted = p + T(EPSILON)
     return p - t * log(shifted), T(1.0) - t / shifted

@@ -37,29 +37,29 @@ _plan = njit(inline="always")(plan)
 
 
 @njit(inline="always")
-def _segment(elem, t, p, a, start, stop, grad_scale, grad, GRAD):
+def _segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
     """Sum of element losses over t[start:stop]; with GRAD, writes the scaled derivative."""
     s = 0.0
     if GRAD:
         for i in range(start, stop):
-            loss, g = elem(t[i], p[i], a)
+            loss, g = elem(t[i], p[i], o)
             grad[i] = g * grad_scale
             s += loss
     else:
         for i in range(start, stop):
-            s += elem(t[i], p[i], a)[0]
+            s += elem(t[i], p[i], o)[0]
     return s
 
 
 @njit(inline="always")
-def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
+def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
     """The generic pointwise kernel body.
 
     t, p      flat inputs (compute dtype), ``R * C`` elements
-    a         the loss's scalar option, in the compute dtype
+    o         the loss's scalar options (a tuple), in the compute dtype
     weight    per-row weights (size R, or 1 for all rows)
     coef      per-row gradient factor (size R, or 1), multiplied by ``gscale[0]``
-    row_out   per-row ``weight * mean`` (size R), or size 0 when not wanted
+    row_out   per-row ``weight * sum`` (size R), or size 0 when not wanted
     grad      gradient output (size R * C), written when GRAD
     partials  one float64 slot per task (``plan``)
     VALUE, GRAD  compile-time flags: what to compute (a value-less kernel skips the
@@ -71,26 +71,25 @@ def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, V
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0
     g0 = gscale[0]
-    T = type(a)
-    inv_c = 1.0 / C
+    T = type(o[0])
     want_rows = row_out.size > 0
     for task in prange(ntasks):
         if chunks_per_row > 0:
             r = task // chunks_per_row
             start = r * C + (task - r * chunks_per_row) * CHUNK
             stop = min(start + CHUNK, (r + 1) * C)
-            s = _segment(elem, t, p, a, start, stop, T(coef[r * coef_step] * g0), grad, GRAD)
+            s = _segment(elem, t, p, o, start, stop, T(coef[r * coef_step] * g0), grad, GRAD)
             if VALUE:
                 partials[task] = s * weight[r * weight_step]
         else:
             acc = 0.0
             for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
-                s = _segment(elem, t, p, a, r * C, (r + 1) * C,
+                s = _segment(elem, t, p, o, r * C, (r + 1) * C,
                              T(coef[r * coef_step] * g0), grad, GRAD)
                 if VALUE:
                     s *= weight[r * weight_step]
                     if want_rows:
-                        row_out[r] = s * inv_c
+                        row_out[r] = s
                     acc += s
             if VALUE:
                 partials[task] = acc
@@ -101,7 +100,7 @@ def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, V
             s = 0.0
             for k in range(r * chunks_per_row, (r + 1) * chunks_per_row):
                 s += partials[k]
-            row_out[r] = s * inv_c
+            row_out[r] = s
     total = 0.0
     for k in range(ntasks):
         total += partials[k]

@@ -61,7 +61,7 @@ def _block_sum(shared, tid):
 
 
 @cuda.jit(device=True, inline="always")
-def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
+def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
     """Same arguments and meaning as the CPU ``pointwise``; one block computes one task."""
     task = cuda.blockIdx.x
     tid = cuda.threadIdx.x
@@ -69,7 +69,7 @@ def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, V
     ntasks, chunks_per_row = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0
-    T = type(a)
+    T = type(o[0])
     s = 0.0
     if chunks_per_row > 0:
         r = task // chunks_per_row
@@ -77,7 +77,7 @@ def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, V
         stop = min(start + CHUNK, (r + 1) * C)
         scale = T(coef[r * coef_step] * gscale[0])
         for i in range(start + tid, stop, THREADS):
-            loss, g = elem(t[i], p[i], a)
+            loss, g = elem(t[i], p[i], o)
             if GRAD:
                 grad[i] = g * scale
             s += loss
@@ -87,13 +87,13 @@ def pointwise(elem, t, p, a, C, weight, coef, gscale, row_out, grad, partials, V
         if r < R:
             scale = T(coef[r * coef_step] * gscale[0])
             for i in range(r * C, (r + 1) * C):
-                loss, g = elem(t[i], p[i], a)
+                loss, g = elem(t[i], p[i], o)
                 if GRAD:
                     grad[i] = g * scale
                 s += loss
             s *= weight[r * weight_step]
             if row_out.size > 0:
-                row_out[r] = s / C
+                row_out[r] = s
     if VALUE:
         shared = cuda.shared.array(THREADS, float64)
         shared[tid] = s
@@ -117,11 +117,11 @@ def finish(partials, vscale, out):
 
 
 @cuda.jit
-def rows_from_chunks(partials, chunks_per_row, C, row_out):
-    """Per-row ``weight * mean`` of split rows (layout A) from their chunk partials, in order."""
+def rows_from_chunks(partials, chunks_per_row, row_out):
+    """Per-row ``weight * sum`` of split rows (layout A) from their chunk partials, in order."""
     r = cuda.grid(1)
     if r < row_out.size:
         s = 0.0
         for k in range(r * chunks_per_row, (r + 1) * chunks_per_row):
             s += partials[k]
-        row_out[r] = s / C
+        row_out[r] = s

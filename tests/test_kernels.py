@@ -69,13 +69,13 @@ def test_second_process_loads_kernels_from_cache(tmp_path):
 def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
     """The simulator runs Python, so it would not catch a typing error: compile for real."""
     code = """
-        from numba import cuda, float32, float64, int64
+        from numba import cuda, float32, float64, int64, types
         from fastloss.kernels import generated_cuda, pointwise_cuda
         from fastloss.kernels._generate import MODES
-        from fastloss.kernels.elements import ELEMENTS
+        from fastloss.kernels.elements import ELEMENTS, OPTION_SLOTS
         count = 0
         for dt in (float32, float64):
-            sig = (dt[::1], dt[::1], dt, int64, float64[::1], float64[::1], float64[::1],
+            sig = (dt[::1], dt[::1], types.UniTuple(dt, OPTION_SLOTS), int64, float64[::1], float64[::1], float64[::1],
                    dt[::1], dt[::1], float64[::1])
             for name in ELEMENTS:
                 for mode in MODES:
@@ -86,7 +86,7 @@ def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
             cuda.compile_ptx(pointwise_cuda.finish.py_func, (float64[::1], float64[::1], dt[::1]),
                              cc=(9, 0))
             cuda.compile_ptx(pointwise_cuda.rows_from_chunks.py_func,
-                             (float64[::1], int64, int64, dt[::1]), cc=(9, 0))
+                             (float64[::1], int64, dt[::1]), cc=(9, 0))
         print(count)
     """
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}

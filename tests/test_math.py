@@ -6,6 +6,8 @@ compared with NumPy's float64 functions, float32 results with NumPy's float64 re
 rounded to float32 (that is, with the correctly rounded float32 result, nearly always).
 """
 
+import re
+
 import numpy as np
 import pytest
 from numba import float32, float64, int64, njit, prange
@@ -24,7 +26,8 @@ exp, log, log1p, expm1 = _math.exp, _math.log, _math.log1p, _math.expm1
 FASTMATH = {"reassoc", "contract"}
 NAMES = ["exp", "log", "log1p", "expm1"]
 REFERENCE = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1}
-# Allowed error: the brief's bounds (measured: 1 ulp everywhere but expm1 float64, 2).
+# Allowed error (measured on AVX2+FMA: 1 ulp everywhere but float64 expm1, 2; the
+# margin covers CPUs where LLVM contracts differently).
 MAX_ULP = {np.float64: 4, np.float32: 2}
 
 
@@ -150,8 +153,9 @@ def test_log_subnormal_inputs(dtype):
     mant_bits = info.nmant
     it = np.int64 if dtype == np.float64 else np.int32
     rng = np.random.default_rng(3)
+    powers = 1 << np.arange(mant_bits + 1)
     bits = np.concatenate([np.arange(1, 5000), rng.integers(1, 1 << mant_bits, 100_000),
-                           (1 << np.arange(1, mant_bits + 1)) - 1, 1 << np.arange(mant_bits + 1)])
+                           powers[1:] - 1, powers])
     x = bits.astype(it).view(dtype)
     assert np.all((x > 0) & (x <= info.smallest_normal))
     assert_ulps("log", x)
@@ -192,7 +196,7 @@ def test_special_values(dtype):
     inf, nan = np.inf, np.nan
     cases = {
         "exp": ([nan, inf, -inf, 0.0, -0.0, 1e4, -1e4], [nan, inf, 0.0, 1.0, 1.0, inf, 0.0]),
-        "log": ([nan, inf, -inf, 0.0, -0.0, 1.0, -1.0, -1e-300 if dtype == np.float64 else -1e-40],
+        "log": ([nan, inf, -inf, 0.0, -0.0, 1.0, -1.0, -np.finfo(dtype).smallest_subnormal],
                 [nan, inf, nan, -inf, -inf, 0.0, nan, nan]),
         "log1p": ([nan, inf, -inf, 0.0, -0.0, -1.0, -1.5, -1e30],
                   [nan, inf, nan, 0.0, -0.0, -inf, nan, nan]),
@@ -248,5 +252,6 @@ def test_loops_vectorise(ty):
     apply.compile(sig)
     asm = apply.inspect_asm(sig)
     assert "ymm" in asm
-    for fn in ("exp", "log", "expf", "logf", "log1p", "expm1"):
-        assert f"call\t{fn}\n" not in asm and f"@{fn}\n" not in asm
+    # Numba calls libm as `movabsq $expf, %reg; callq *%reg` (or a direct call)
+    libm = re.compile(r"(\$|call\w*\s+)(exp|log|log1p|expm1)f?\b")
+    assert not libm.search(asm)
