@@ -94,3 +94,18 @@ def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
                             text=True, env={**env, "NUMBA_ENABLE_CUDASIM": "0"}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout) == 2 * len(_generate.ELEMENTS) * len(_generate.MODES)
+
+
+def test_cpu_path_never_imports_cuda_and_import_compiles_nothing():
+    code = """
+        import sys
+        import fastloss as fl
+        assert "numba" not in sys.modules, "import fastloss must not import numba"
+        assert fl.mse([1.0, 0.0], [2.0, 3.0]) == 5.0
+        assert "numba.cuda" not in sys.modules and "cupy" not in sys.modules
+        print("ok")
+    """
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
