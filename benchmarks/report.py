@@ -38,6 +38,7 @@ def run_suite(pytest_args, save=None):
         path = save
     try:
         cmd = [sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
+               "--benchmark-warmup=on",
                f"--benchmark-json={path}", *pytest_args]
         print(" ".join(cmd), file=sys.stderr)
         done = subprocess.run(cmd, cwd=HERE.parent)

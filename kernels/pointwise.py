@@ -39,15 +39,19 @@ _plan = njit(inline="always")(plan)
 @njit(inline="always")
 def _segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
     """Sum of element losses over t[start:stop]; with GRAD, writes the scaled derivative."""
+    # Loop over slices from 0: with the raw start/stop of a split row LLVM's vectoriser
+    # gave up (measured: twice the time of a copy-speed loop).
+    ts, ps = t[start:stop], p[start:stop]
     s = 0.0
     if GRAD:
-        for i in range(start, stop):
-            loss, g = elem(t[i], p[i], o)
-            grad[i] = g * grad_scale
+        gs = grad[start:stop]
+        for i in range(ts.size):
+            loss, g = elem(ts[i], ps[i], o)
+            gs[i] = g * grad_scale
             s += loss
     else:
-        for i in range(start, stop):
-            s += elem(t[i], p[i], o)[0]
+        for i in range(ts.size):
+            s += elem(ts[i], ps[i], o)[0]
     return s
 
 
