@@ -29,7 +29,7 @@ l1_loss = Loss("l1_loss", "absolute_error", "torch", summary="|input - target|")
 mse_loss = Loss("mse_loss", "squared_error", "torch", summary="(input - target)**2")
 smooth_l1_loss = Loss("smooth_l1_loss", "smooth_l1", "torch", (Option("beta", 1.0),),
                       summary="0.5 e**2 / beta where |e| < beta, else |e| - 0.5 beta")
-huber_loss = Loss("huber_loss", "torch_huber", "torch", Option("delta", 1.0, "positive"),
+huber_loss = Loss("huber_loss", "huber", "torch", Option("delta", 1.0, "positive"),
                   summary="0.5 e**2 where |e| < delta, else delta * (|e| - 0.5 delta)")
 
 ALIASES = {

@@ -22,6 +22,16 @@ ELEMENTS = {}
 OPTION_SLOTS = 4
 
 
+def _sign(x):
+    T = type(x)
+    return T(1.0) if x > T(0.0) else (T(-1.0) if x < T(0.0) else T(0.0))
+
+
+sign = njit(inline="always")(_sign)
+# Plain helper functions the element functions call; the CUDA build compiles them too.
+HELPERS = {"sign": _sign}
+
+
 def element(fn):
     """Register an element function and compile it for inlining into CPU kernels."""
     ELEMENTS[fn.__name__] = fn
@@ -40,10 +50,8 @@ def squared_error(t, p, o):
 
 @element
 def absolute_error(t, p, o):
-    T = type(p)
     d = p - t
-    sign = T(1.0) if d > T(0.0) else (T(-1.0) if d < T(0.0) else T(0.0))
-    return abs(d), sign
+    return abs(d), sign(d)
 
 
 @element
@@ -51,8 +59,7 @@ def absolute_percentage_error(t, p, o):
     T = type(p)
     scale = T(100.0) / max(abs(t), T(EPSILON))
     d = (t - p) * scale
-    sign = T(1.0) if d > T(0.0) else (T(-1.0) if d < T(0.0) else T(0.0))
-    return abs(d), -sign * scale
+    return abs(d), -sign(d) * scale
 
 
 @element
@@ -67,25 +74,14 @@ def squared_log_error(t, p, o):
 
 @element
 def huber(t, p, o):
-    """Keras's Huber: quadratic while |p - t| <= delta, linear beyond."""
+    """Huber: quadratic while |p - t| <= delta, linear beyond.  PyTorch's huber_loss
+    switches at |p - t| < delta instead; both pieces agree there, value and slope."""
     T = type(p)
     a = o[0]
     d = p - t
     ad = abs(d)
     quadratic = ad <= a
     loss = T(0.5) * d * d if quadratic else a * ad - T(0.5) * a * a
-    return loss, min(max(d, -a), a)
-
-
-@element
-def torch_huber(t, p, o):
-    """PyTorch's huber_loss: quadratic while |p - t| < delta."""
-    T = type(p)
-    a = o[0]
-    d = p - t
-    ad = abs(d)
-    quadratic = ad < a
-    loss = T(0.5) * d * d if quadratic else a * (ad - T(0.5) * a)
     return loss, min(max(d, -a), a)
 
 
@@ -97,9 +93,8 @@ def smooth_l1(t, p, o):
     d = p - t
     ad = abs(d)
     quadratic = ad < a
-    sign = T(1.0) if d > T(0.0) else (T(-1.0) if d < T(0.0) else T(0.0))
     loss = T(0.5) * d * d / a if quadratic else ad - T(0.5) * a
-    return loss, d / a if quadratic else sign
+    return loss, d / a if quadratic else sign(d)
 
 
 @element

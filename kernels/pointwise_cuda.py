@@ -36,7 +36,9 @@ def plan(R, C):
 _plan = cuda.jit(device=True, inline="always")(plan)
 
 # The element functions' math names, rebound to what CUDA lowers natively.
-_CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p}
+_CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p,
+              **{name: cuda.jit(device=True, inline="always")(fn)
+                 for name, fn in elements.HELPERS.items()}}
 
 
 def _for_cuda(fn):
