@@ -251,10 +251,7 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
         go = _row_cotangent(name, grad_output, xp, values_shape)
         coef = _ones(xp) if go is None else _as_rows(go, xp)
         weight_rows = w_rows if per_row_weight else _as_rows(w_scalar, xp)
-        if per_row_weight:
-            coef = coef * w_rows
-        else:
-            coef = coef * weight_rows
+        coef = coef * weight_rows
 
         def empty_values(dtype):
             rows = xp.full(values_shape, np.nan if row_div == 0 else 0.0, dtype)  # mean of nothing
