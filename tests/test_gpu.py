@@ -3,14 +3,17 @@
 Run with ``FASTLOSS_TEST_GPU=1 python -m pytest -m gpu tests`` (the variable keeps
 conftest.py from turning on the simulator)."""
 
+import os
+
 import numpy as np
 import pytest
 
 import fastloss as fl
-from conftest import SIMULATOR
 from fastloss.losses import LOSSES
 from references import POINTWISE, reference_value
 
+# conftest.py has set this before any test module is imported.
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 cupy = pytest.importorskip("cupy") if not SIMULATOR else None
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(SIMULATOR, reason="needs a real GPU (FASTLOSS_TEST_GPU=1)")]
