@@ -1,0 +1,430 @@
+"""The math of every row-wise loss, written once for the CPU and CUDA.
+
+A row-wise loss reduces a whole row (the class axis) to one number: a softmax
+cross-entropy, a cosine similarity, a hinge over classes.  Its *row element* is called
+once per row::
+
+    loss = row_elem(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD)
+
+``p`` is the row of predictions; ``t`` the row of dense targets (size 0 for integer
+labels), ``label`` the row's class index (-1 for dense targets); ``cw`` the class weights
+(size 0: all ones); ``o`` the option tuple (compute dtype); with ``GRAD`` the element
+writes ``scale * d loss / d p`` into ``g``.  It returns the row's loss (float64).
+
+The same code runs on both targets by visiting a row as ``lanes`` interleaved lanes:
+``for j in range(lane, C, lanes)``.  On the CPU a row is one lane (``lane=0, lanes=1``:
+plain unit-stride loops that LLVM vectorises) and ``row_sum``/``row_max`` return their
+argument; on CUDA the threads of a block are the lanes and those two are block-wide
+reductions (``rowwise_cuda``), which every lane calls and whose result every lane gets.
+A value a lane writes, only that lane reads back, so no other synchronisation is needed.
+"""
+
+from math import sqrt
+
+from numba import njit
+
+from ._math import exp, log
+from .elements import EPSILON, bce_logits
+
+ROW_ELEMENTS = {}
+# Plain helper functions of the row elements; rowwise_cuda compiles them for CUDA too.
+ROW_HELPERS = {}
+
+_INF = float("inf")
+
+
+def row_element(fn):
+    """Register a row element function and compile it for inlining into CPU kernels."""
+    ROW_ELEMENTS[fn.__name__] = fn
+    return njit(inline="always")(fn)
+
+
+def helper(fn):
+    ROW_HELPERS[fn.__name__] = fn
+    return njit(inline="always")(fn)
+
+
+@helper
+def row_sum(x, shared, lane, lanes):
+    """The sum of ``x`` over the lanes of a row (one lane on the CPU)."""
+    return x
+
+
+@helper
+def row_max(x, shared, lane, lanes):
+    return x
+
+
+@helper
+def class_weight(cw, j):
+    return cw[j] if cw.size > 0 else 1.0
+
+
+@helper
+def clip_probability(q):
+    """``(clip(q, eps, 1 - eps), d clip / dq)`` as Keras clips probabilities; at a bound
+    the slope is 1/2, as JAX differentiates the tie of its maximum/minimum."""
+    T = type(q)
+    lo = T(EPSILON)
+    hi = T(1.0 - EPSILON)
+    if q > lo and q < hi:
+        return q, T(1.0)
+    if q == lo or q == hi:
+        return q, T(0.5)
+    return (lo if q < lo else hi), T(0.0)
+
+
+@helper
+def power(x, a):
+    """x**a for x > 0 (exact for the common a = 2)."""
+    T = type(x)
+    return x * x if a == T(2.0) else exp(a * log(x))
+
+
+# Elements per block of the softmax pass: a block is read twice (its maximum, then its
+# exponentials) while it sits in the L1 cache, so memory sees one read of the row.
+SOFTMAX_BLOCK = 1024
+# The pass keeps exponentials relative to a reference that it raises only when a block's
+# maximum exceeds it by this much (exp(32) ~ 8e13 cannot overflow a float32 sum of a
+# block), so a row usually needs no rescaling at all.
+SOFTMAX_SLACK = 32.0
+
+
+@helper
+def softmax_pass(p, g, lane, lanes, STORE):
+    """One read pass over this lane's part of the row: ``(ref, s)`` with
+    ``s = sum_j exp(p_j - ref)`` and ``ref`` at least the lane's maximum minus
+    SOFTMAX_SLACK (so nothing overflows).  With STORE, ``g_j = exp(p_j - ref)``; the
+    caller rescales ``g`` by ``exp(ref - max) / sum`` into the softmax.  A lane whose
+    elements are all -inf returns ``ref = -inf, s = 0``; NaN propagates into ``s``."""
+    T = type(p[0])
+    C = p.size
+    ref = -_INF
+    s = 0.0
+    step = SOFTMAX_BLOCK * lanes
+    for b0 in range(0, C, step):
+        b1 = min(b0 + step, C)
+        bm = T(-_INF)
+        for j in range(b0 + lane, b1, lanes):
+            x = p[j]
+            bm = x if x > bm else bm
+        if bm > ref + SOFTMAX_SLACK:
+            # rescale what is stored so far to the new reference (rare: logits that
+            # grow by more than the slack along the row)
+            f = exp(ref - bm) if ref > -_INF else 0.0
+            s *= f
+            if STORE:
+                ff = T(f)
+                for j in range(lane, b0, lanes):
+                    g[j] *= ff
+            ref = float(bm)
+        acc = T(0.0)
+        if ref > -_INF:
+            r = T(ref)
+            for j in range(b0 + lane, b1, lanes):
+                e = exp(p[j] - r)
+                if STORE:
+                    g[j] = e
+                acc += e
+        elif STORE:
+            for j in range(b0 + lane, b1, lanes):
+                g[j] = T(0.0)
+        s += acc
+    return ref, s
+
+
+@helper
+def softmax_stats(p, g, shared, lane, lanes, STORE):
+    """``(lse, f)``: the row's log-sum-exp, and the factor ``f`` turning this lane's
+    ``exp(p_j - ref)`` (stored in ``g`` with STORE) into the softmax."""
+    ref, s = softmax_pass(p, g, lane, lanes, STORE)
+    m = row_max(ref, shared, lane, lanes)
+    scale = exp(ref - m) if ref > -_INF else 0.0
+    total = row_sum(s * scale, shared, lane, lanes)
+    return m + log(total), scale / total
+
+
+@helper
+def smoothed_target(t, label, j, C, smoothing):
+    """y_j: the dense target (or one-hot of the label), smoothed towards 1/C."""
+    T = type(smoothing)
+    y = t[j] if t.size > 0 else (T(1.0) if j == label else T(0.0))
+    return y * (T(1.0) - smoothing) + smoothing / T(C)
+
+
+@row_element
+def softmax_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """sum_j w_j y_j (lse - x_j) + eps (sum_j y_j - sum_j y_j softmax_j), y smoothed by
+    o[0], w the class weights, eps = o[1] (Optax's poly loss; 0 otherwise).
+
+    With integer labels and neither smoothing nor weights nor eps (the common case) the
+    row is read once for its log-sum-exp, and the gradient softmax - onehot is written
+    from the exponentials stored in the same pass."""
+    T = type(p[0])
+    C = p.size
+    smoothing = o[0]
+    eps = o[1]
+    lse, f = softmax_stats(p, g, shared, lane, lanes, GRAD)
+    simple = t.size == 0 and cw.size == 0 and smoothing == T(0.0) and eps == T(0.0)
+    if simple:
+        swy = 1.0
+        swyx = float(p[label])
+        sye = 0.0
+    else:
+        swy = 0.0
+        swyx = 0.0
+        sye = 0.0
+        for j in range(lane, C, lanes):
+            y = smoothed_target(t, label, j, C, smoothing)
+            wy = class_weight(cw, j) * y
+            swy += wy
+            swyx += wy * p[j]
+            if eps != T(0.0):
+                sye += y * ((g[j] * T(f)) if GRAD else exp(p[j] - T(lse)))
+        swy = row_sum(swy, shared, lane, lanes)
+        swyx = row_sum(swyx, shared, lane, lanes)
+        sye = row_sum(sye, shared, lane, lanes)
+    loss = lse * swy - swyx
+    if eps != T(0.0):
+        sy = 0.0
+        for j in range(lane, C, lanes):
+            sy += smoothed_target(t, label, j, C, smoothing)
+        loss += eps * (row_sum(sy, shared, lane, lanes) - sye)
+    if GRAD:
+        if simple:
+            fs = T(f * scale)
+            sc = T(scale)
+            for j in range(lane, C, lanes):
+                g[j] = g[j] * fs - (sc if j == label else T(0.0))
+        else:
+            fs = T(f * scale)
+            sc = T(scale)
+            a = T(swy + eps * sye)
+            for j in range(lane, C, lanes):
+                y = smoothed_target(t, label, j, C, smoothing)
+                r = g[j] * fs  # scale * softmax_j
+                g[j] = r * (a - eps * y) - sc * class_weight(cw, j) * y
+    return loss
+
+
+@row_element
+def probs_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """Keras's crossentropy on probabilities: q = p / sum(p), clipped to [1e-7, 1 - 1e-7],
+    loss = -sum_j y_j log q_j (y smoothed by o[0]).  d loss / d p_k =
+    (-y_k c'_k / q_k + sum_j y_j c'_j) / sum(p), c' the clip's slope."""
+    T = type(p[0])
+    C = p.size
+    smoothing = o[0]
+    total = 0.0
+    for j in range(lane, C, lanes):
+        total += p[j]
+    total = T(row_sum(total, shared, lane, lanes))
+    loss = 0.0
+    inside = 0.0
+    for j in range(lane, C, lanes):
+        y = smoothed_target(t, label, j, C, smoothing)
+        q, slope = clip_probability(p[j] / total)
+        loss -= y * log(q)
+        inside += y * slope
+    loss = row_sum(loss, shared, lane, lanes)
+    if GRAD:
+        inside = T(row_sum(inside, shared, lane, lanes))
+        sc = T(scale) / total
+        for j in range(lane, C, lanes):
+            y = smoothed_target(t, label, j, C, smoothing)
+            q, slope = clip_probability(p[j] / total)
+            g[j] = sc * (inside - y * slope / q)
+    return loss
+
+
+@helper
+def focal_term(y, q, alpha, gamma):
+    """Keras's focal crossentropy term of one class and its derivative in q:
+    -alpha y (1 - c)**gamma log c, c = clip(q)."""
+    T = type(q)
+    c, slope = clip_probability(q)
+    one_minus = T(1.0) - c
+    modulation = power(one_minus, gamma) if gamma != T(0.0) else T(1.0)
+    log_c = log(c)
+    term = -alpha * y * modulation * log_c
+    d_modulation = gamma * modulation / one_minus
+    return term, alpha * y * (d_modulation * log_c - modulation / c) * slope
+
+
+@row_element
+def focal_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """Keras's categorical_focal_crossentropy, o = (alpha, gamma, label_smoothing,
+    from_logits): q = softmax(p) with from_logits, else p / sum(p); loss =
+    sum_j focal_term(y_j, q_j).  The gradient goes through the normalisation:
+    q_k (h_k - D) for the softmax, (h_k - D) / sum(p) otherwise, h = d term / dq and
+    D = sum_j h_j q_j."""
+    T = type(p[0])
+    C = p.size
+    alpha = o[0]
+    gamma = o[1]
+    smoothing = o[2]
+    logits = o[3] != T(0.0)
+    if logits:
+        lse = T(softmax_stats(p, g, shared, lane, lanes, False)[0])
+        total = T(1.0)
+    else:
+        lse = T(0.0)
+        total = 0.0
+        for j in range(lane, C, lanes):
+            total += p[j]
+        total = T(row_sum(total, shared, lane, lanes))
+    loss = 0.0
+    d = 0.0
+    for j in range(lane, C, lanes):
+        y = smoothed_target(t, label, j, C, smoothing)
+        q = exp(p[j] - lse) if logits else p[j] / total
+        term, h = focal_term(y, q, alpha, gamma)
+        loss += term
+        d += h * q
+    loss = row_sum(loss, shared, lane, lanes)
+    if GRAD:
+        d = T(row_sum(d, shared, lane, lanes))
+        sc = T(scale)
+        for j in range(lane, C, lanes):
+            y = smoothed_target(t, label, j, C, smoothing)
+            q = exp(p[j] - lse) if logits else p[j] / total
+            h = focal_term(y, q, alpha, gamma)[1]
+            g[j] = sc * q * (h - d) if logits else sc * (h - d) / total
+    return loss
+
+
+@row_element
+def cosine_similarity(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """Keras's cosine_similarity: -sum(t_hat * p_hat), x_hat = x / sqrt(max(sum x^2,
+    1e-14)) (Keras's normalize: a zero vector gets a finite, zero gradient)."""
+    T = type(p[0])
+    C = p.size
+    stp = 0.0
+    stt = 0.0
+    spp = 0.0
+    for j in range(lane, C, lanes):
+        stp += t[j] * p[j]
+        stt += t[j] * t[j]
+        spp += p[j] * p[j]
+    stp = row_sum(stp, shared, lane, lanes)
+    stt = row_sum(stt, shared, lane, lanes)
+    spp = row_sum(spp, shared, lane, lanes)
+    floor = EPSILON * EPSILON
+    inv_t = 1.0 / sqrt(max(stt, floor))
+    inv_p = 1.0 / sqrt(max(spp, floor))
+    if GRAD:
+        # the clamp's slope: 1 above it, 1/2 at it, 0 below
+        slope = 1.0 if spp > floor else (0.5 if spp == floor else 0.0)
+        a = T(-scale * inv_t * inv_p)
+        b = T(scale * stp * inv_t * inv_p * inv_p * inv_p * slope)
+        for j in range(lane, C, lanes):
+            g[j] = a * t[j] + b * p[j]
+    return -stp * inv_t * inv_p
+
+
+@row_element
+def categorical_hinge(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """Keras's categorical_hinge: max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0).  The
+    gradient of the max is shared by tied maxima, 1/2 at the hinge, as JAX has it."""
+    T = type(p[0])
+    C = p.size
+    pos = 0.0
+    neg = -_INF
+    ties = 0.0
+    for j in range(lane, C, lanes):
+        pos += t[j] * p[j]
+        v = (T(1.0) - t[j]) * p[j]
+        if v > neg:
+            neg = v
+            ties = 1.0
+        elif v == neg:
+            ties += 1.0
+    pos = row_sum(pos, shared, lane, lanes)
+    top = row_max(neg, shared, lane, lanes)
+    ties = row_sum(ties if neg == top else 0.0, shared, lane, lanes)
+    z = top - pos + 1.0
+    if GRAD:
+        active = scale * (1.0 if z > 0.0 else (0.5 if z == 0.0 else 0.0))
+        share = T(active / ties)
+        act = T(active)
+        for j in range(lane, C, lanes):
+            v = (T(1.0) - t[j]) * p[j]
+            g[j] = ((T(1.0) - t[j]) * share if v == top else T(0.0)) - act * t[j]
+    return z if z > 0.0 else 0.0
+
+
+@helper
+def zero_except_label(g, label, value, lane, lanes):
+    """Writes a gradient row that is zero but at the label."""
+    T = type(g[0])
+    for j in range(lane, g.size, lanes):
+        g[j] = value if j == label else T(0.0)
+
+
+@row_element
+def generalized_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """Keras's categorical_generalized_cross_entropy: (1 - p_y**q) / q, q = o[0]."""
+    T = type(p[0])
+    q = o[0]
+    py = p[label]
+    pq = power(py, q) if py > T(0.0) else T(0.0)
+    if GRAD:
+        # d/dp p**q at p = 0 is infinite (for q < 1), as JAX has it
+        slope = pq / py if py > T(0.0) else T(_INF)
+        zero_except_label(g, label, T(-scale) * slope, lane, lanes)
+    return (T(1.0) - pq) / q
+
+
+@row_element
+def negative_log_likelihood(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's nll_loss of one row: -w_y x_y."""
+    T = type(p[0])
+    w = class_weight(cw, label)
+    if GRAD:
+        zero_except_label(g, label, T(-scale * w), lane, lanes)
+    return -w * p[label]
+
+
+@row_element
+def multi_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's multi_margin_loss of one row: sum_{j != y} w_y max(0, margin - x_y +
+    x_j)**power / C, o = (power (1 or 2), margin).  Its backward counts z > 0 only."""
+    T = type(p[0])
+    C = p.size
+    squared = o[0] == T(2.0)
+    margin = o[1]
+    w = class_weight(cw, label)
+    xy = p[label]
+    loss = 0.0
+    slope_sum = 0.0
+    k = T(w * scale / C)
+    for j in range(lane, C, lanes):
+        z = margin - xy + p[j]
+        active = j != label and z > T(0.0)
+        loss += (z * z if squared else z) if active else T(0.0)
+        if GRAD:
+            gj = k * (T(2.0) * z if squared else T(1.0)) if active else T(0.0)
+            g[j] = gj
+            slope_sum += gj
+    if GRAD:
+        slope_sum = row_sum(slope_sum, shared, lane, lanes)
+        if label % lanes == lane:  # the lane that wrote g[label] (as zero) owns it
+            g[label] = T(-slope_sum)
+    return w * row_sum(loss, shared, lane, lanes) / C
+
+
+@row_element
+def multilabel_soft_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's multilabel_soft_margin_loss of one row: the mean over classes of
+    w_j * binary crossentropy of logit x_j against t_j."""
+    T = type(p[0])
+    C = p.size
+    loss = 0.0
+    k = scale / C
+    for j in range(lane, C, lanes):
+        w = class_weight(cw, j)
+        value, d = bce_logits(t[j], p[j], o)
+        loss += w * value
+        if GRAD:
+            g[j] = T(k * w) * d
+    return row_sum(loss, shared, lane, lanes) / C

@@ -1,0 +1,71 @@
+"""The row-wise family on the CPU: one generic body, specialised per loss by its row element.
+
+Data arrive flat as ``R`` rows of ``C`` classes.  A task is ``max(1, CHUNK // C)``
+whole rows (a function of ``(R, C)`` only); each task writes one float64 partial sum,
+added in task order, so results are bitwise the same for any number of threads.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .pointwise import CHUNK
+
+
+def plan(R, C):
+    """(number of tasks, rows per task) for R rows of C elements."""
+    rows_per_task = max(1, CHUNK // max(C, 1))
+    return (R + rows_per_task - 1) // rows_per_task, rows_per_task
+
+
+_plan = njit(inline="always")(plan)
+
+
+@njit(inline="always")
+def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials,
+            VALUE, GRAD):
+    """The generic row-wise kernel body.
+
+    t        dense targets, ``R * C`` (size 0 with integer labels)
+    labels   one class index per row (size 0 with dense targets); a negative label marks
+             an ignored row: loss 0, gradient 0
+    p        predictions, ``R * C``;  cw  class weights (size C, or 0 for none)
+    o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD
+             as for the pointwise body (per-row weight and gradient factor, ...)
+    Returns ``sum_r weight_r * loss_r``.
+    """
+    R = p.size // C
+    ntasks, rows_per_task = _plan(R, C)
+    weight_step = 1 if weight.size > 1 else 0
+    coef_step = 1 if coef.size > 1 else 0
+    dense = t.size > 0
+    want_rows = row_out.size > 0
+    T = type(o[0])
+    shared = np.empty(0)  # the lanes' scratch: unused on the CPU
+    for task in prange(ntasks):
+        acc = 0.0
+        for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
+            lo = r * C
+            hi = lo + C
+            label = -1 if dense else labels[r]
+            g = grad[lo:hi] if GRAD else grad[0:0]
+            if label < 0 and not dense:
+                if GRAD:
+                    g[:] = T(0.0)
+                loss = 0.0
+            else:
+                tr = t[lo:hi] if dense else t[0:0]
+                loss = float(row_elem(tr, label, p[lo:hi], cw, o, g,
+                                      T(coef[r * coef_step] * gscale[0]), 0, 1, shared, GRAD))
+            if VALUE:
+                loss *= weight[r * weight_step]
+                if want_rows:
+                    row_out[r] = loss
+                acc += loss
+        if VALUE:
+            partials[task] = acc
+    if not VALUE:
+        return 0.0
+    total = 0.0
+    for k in range(ntasks):
+        total += partials[k]
+    return total

@@ -1,0 +1,119 @@
+"""The row-wise family on CUDA: the row elements of ``row_elements``, compiled for the GPU.
+
+Rows of at least ``MIN_SPLIT_ROW`` classes get one block each, its threads the row's
+lanes (``row_sum``/``row_max`` are block-wide tree reductions that every thread calls);
+shorter rows get one thread each, ``THREADS`` rows a block.  Block partials are
+reduced by a fixed tree and added by ``finish`` in a fixed order: bitwise repeatable.
+"""
+
+import math
+import types
+
+from numba import cuda, float64
+
+from . import row_elements
+from .pointwise_cuda import _CUDA_MATH, ELEMENTS, MIN_SPLIT_ROW, THREADS, _block_sum
+
+
+@cuda.jit(device=True, inline="always")
+def _row_sum(x, shared, lane, lanes):
+    if lanes == 1:
+        return x
+    cuda.syncthreads()  # the previous reduction's result has been read by every lane
+    shared[lane] = x
+    _block_sum(shared, lane)
+    return shared[0]
+
+
+@cuda.jit(device=True, inline="always")
+def _row_max(x, shared, lane, lanes):
+    if lanes == 1:
+        return x
+    cuda.syncthreads()
+    shared[lane] = x
+    cuda.syncthreads()
+    width = THREADS // 2
+    while width > 0:
+        if lane < width:
+            other = shared[lane + width]
+            if other > shared[lane]:
+                shared[lane] = other
+        cuda.syncthreads()
+        width //= 2
+    return shared[0]
+
+
+def _compile_all():
+    """CUDA versions of the row helpers and elements, resolving their names (math
+    functions, helpers, pointwise elements) among each other's CUDA versions."""
+    namespace = {**vars(row_elements), **_CUDA_MATH, **ELEMENTS, "sqrt": math.sqrt}
+
+    def retarget(fn):
+        return cuda.jit(device=True, inline="always")(types.FunctionType(
+            fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__))
+
+    for name, fn in row_elements.ROW_HELPERS.items():
+        namespace[name] = retarget(fn)
+    namespace["row_sum"] = _row_sum
+    namespace["row_max"] = _row_max
+    return {name: retarget(fn) for name, fn in row_elements.ROW_ELEMENTS.items()}
+
+
+ROW_ELEMENTS = _compile_all()
+
+
+@cuda.jit(device=True, inline="always")
+def _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, lane, lanes, shared, GRAD):
+    """One row's loss (every lane gets it), or 0 for an ignored row."""
+    T = type(o[0])
+    lo = r * C
+    hi = lo + C
+    dense = t.size > 0
+    label = -1 if dense else labels[r]
+    g = grad[lo:hi] if GRAD else grad[0:0]
+    if label < 0 and not dense:
+        if GRAD:
+            for j in range(lane, C, lanes):
+                g[j] = T(0.0)
+        return 0.0
+    tr = t[lo:hi] if dense else t[0:0]
+    coef_step = 1 if coef.size > 1 else 0
+    return float(row_elem(tr, label, p[lo:hi], cw, o, g, T(coef[r * coef_step] * gscale[0]),
+                          lane, lanes, shared, GRAD))
+
+
+@cuda.jit(device=True, inline="always")
+def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials,
+            VALUE, GRAD):
+    """Same arguments and meaning as the CPU ``rowwise``; see the module for the layout."""
+    tid = cuda.threadIdx.x
+    R = p.size // C
+    weight_step = 1 if weight.size > 1 else 0
+    shared = cuda.shared.array(THREADS, float64)
+    if C >= MIN_SPLIT_ROW:
+        r = cuda.blockIdx.x
+        loss = _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, tid, THREADS,
+                    shared, GRAD) * weight[r * weight_step]
+        if VALUE and tid == 0:
+            partials[r] = loss
+            if row_out.size > 0:
+                row_out[r] = loss
+    else:
+        r = cuda.blockIdx.x * THREADS + tid
+        loss = 0.0
+        if r < R:
+            loss = _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, 0, 1,
+                        shared, GRAD) * weight[r * weight_step]
+            if VALUE and row_out.size > 0:
+                row_out[r] = loss
+        if VALUE:
+            cuda.syncthreads()
+            shared[tid] = loss
+            _block_sum(shared, tid)
+            if tid == 0:
+                partials[cuda.blockIdx.x] = shared[0]
+
+
+def plan(R, C):
+    """Number of blocks for R rows of C classes."""
+    return R if C >= MIN_SPLIT_ROW else (R + THREADS - 1) // THREADS
