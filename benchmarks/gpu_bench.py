@@ -39,8 +39,17 @@ def cupy_references(cupy):
     def log_cosh(t, p):
         d = p - t
         return cupy.mean(cupy.logaddexp(d, -d) - np.log(2.0)), cupy.tanh(d) / d.size
+    def cross_entropy(labels, x):
+        m = x.max(-1, keepdims=True)
+        e = cupy.exp(x - m)
+        s = e.sum(-1, keepdims=True)
+        rows = cupy.arange(len(labels))
+        value = cupy.mean(cupy.log(s[:, 0]) + m[:, 0] - x[rows, labels])
+        grad = e / s
+        grad[rows, labels] -= 1
+        return value, grad / len(labels)
     return {"mean_squared_error": mse, "mse_loss": mse, "mean_absolute_error": mae,
-            "l1_loss": mae, "log_cosh": log_cosh}
+            "l1_loss": mae, "log_cosh": log_cosh, "cross_entropy": cross_entropy}
 
 
 def torch_references():
@@ -60,23 +69,26 @@ def torch_references():
     return torch, {"mean_squared_error": fwd_bwd(F.mse_loss), "mse_loss": fwd_bwd(F.mse_loss),
                    "mean_absolute_error": fwd_bwd(F.l1_loss), "l1_loss": fwd_bwd(F.l1_loss),
                    "smooth_l1_loss": fwd_bwd(F.smooth_l1_loss),
-                   "huber_loss": fwd_bwd(F.huber_loss)}
+                   "huber_loss": fwd_bwd(F.huber_loss),
+                   "cross_entropy": fwd_bwd(F.cross_entropy)}
 
 
 def main():
     import cupy
 
-    import fastloss as fl
+    from fastloss._bench import moved_bytes, targets_for
     from fastloss.losses import LOSSES
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000_000)
+    parser.add_argument("--row", type=int, default=1000, help="row length (classes)")
+    parser.add_argument("--loss", nargs="+", help="losses to time (default: all)")
     parser.add_argument("--json")
     args = parser.parse_args()
     n = args.n
     rng = cupy.random.default_rng(0)
-    t = rng.uniform(0.1, 2.0, n, dtype=cupy.float32).reshape(-1, 1000)
-    p = rng.uniform(0.1, 2.0, n, dtype=cupy.float32).reshape(-1, 1000)
+    t = rng.uniform(0.1, 2.0, n, dtype=cupy.float32).reshape(-1, args.row)
+    p = rng.uniform(0.1, 2.0, n, dtype=cupy.float32).reshape(-1, args.row)
     out = cupy.empty_like(p)
     copy_dst = cupy.empty(2 * n, cupy.float32)
     copy_src = cupy.empty(2 * n, cupy.float32)
@@ -86,18 +98,21 @@ def main():
     torch, trefs = torch_references()
     rows = []
     for name, loss in sorted(LOSSES.items()):
-        value_s = timed(lambda: loss(t, p), cupy)
-        vg_s = timed(lambda: loss.value_and_grad(t, p, out=out), cupy)
+        if args.loss and name not in args.loss:
+            continue
+        y = targets_for(loss, t, p)  # class indices for the losses over labels
+        value_s = timed(lambda: loss(y, p), cupy)
+        vg_s = timed(lambda: loss.value_and_grad(y, p, out=out), cupy)
         row = {"loss": name, "value_s": value_s, "value_and_grad_s": vg_s,
-               "value_gbs": 2 * t.nbytes / value_s / 1e9,
-               "value_and_grad_gbs": 3 * t.nbytes / vg_s / 1e9}
+               "value_gbs": moved_bytes("value", y, p) / value_s / 1e9,
+               "value_and_grad_gbs": moved_bytes("value_and_grad", y, p) / vg_s / 1e9}
         row["value_pct_copy"] = 100 * row["value_gbs"] / copy_gbs
         row["value_and_grad_pct_copy"] = 100 * row["value_and_grad_gbs"] / copy_gbs
         if name in refs:
-            row["cupy_value_and_grad_s"] = timed(lambda: refs[name](t, p), cupy)
+            row["cupy_value_and_grad_s"] = timed(lambda: refs[name](y, p), cupy)
             row["speedup_vs_cupy"] = row["cupy_value_and_grad_s"] / vg_s
         if torch is not None and name in trefs:
-            tt, tp = torch.as_tensor(t, device="cuda"), torch.as_tensor(p, device="cuda")
+            tt, tp = torch.as_tensor(y, device="cuda"), torch.as_tensor(p, device="cuda")
             row["torch_value_and_grad_s"] = timed(lambda: trefs[name](tt, tp), cupy)
             row["speedup_vs_torch"] = row["torch_value_and_grad_s"] / vg_s
         rows.append(row)
@@ -108,7 +123,7 @@ def main():
               + (f"  x{row['speedup_vs_torch']:.1f} vs torch" if "speedup_vs_torch" in row else ""),
               flush=True)
     result = {"device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
-              "n": n, "dtype": "float32", "copy_gbs": copy_gbs, "host": platform.node(),
+              "n": n, "shape": list(p.shape), "dtype": "float32", "copy_gbs": copy_gbs, "host": platform.node(),
               "rows": rows}
     print(f"device {result['device']}: copy {copy_gbs:.0f} GB/s")
     if args.json:

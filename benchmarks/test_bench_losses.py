@@ -12,7 +12,8 @@ from fastloss._bench import sci
 
 SIZES = [10**3, 10**5, 10**7]
 TORCH = _bench.torch_functions()
-IMPLS = ["fastloss", "numpy"] + (["torch"] if TORCH else [])
+JAX = _bench.jax_functions()
+IMPLS = ["fastloss", "numpy"] + (["torch"] if TORCH else []) + (["jax"] if JAX else [])
 
 
 @pytest.mark.parametrize("n", SIZES, ids=sci)
@@ -21,12 +22,13 @@ IMPLS = ["fastloss", "numpy"] + (["torch"] if TORCH else [])
 @pytest.mark.parametrize("name", list(fastloss.LOSSES))
 def test_loss(benchmark, sample, name, mode, impl, n):
     t, p, out = sample(n)
-    fn = _bench.calls(name, mode, t, p, out, TORCH).get(impl)
+    fn = _bench.calls(name, mode, t, p, out, TORCH, JAX).get(impl)
     if fn is None:
         pytest.skip(f"no {impl} version of {name}")
     benchmark.group = f"{name} {mode} n={sci(n)}"
+    targets = _bench.targets_for(fastloss.LOSSES[name], t, p)
     benchmark.extra_info.update(loss=name, mode=mode, impl=impl, n=n,
-                                bytes=_bench.moved_bytes(mode, p))
+                                bytes=_bench.moved_bytes(mode, targets, p))
     benchmark(fn)
 
 
@@ -44,9 +46,33 @@ def test_numpy_reference_matches(sample, name):
     """The NumPy references compute what fastloss computes (else the ratios lie)."""
     t, p, _ = sample(10**4, "float64")
     loss = fastloss.LOSSES[name]
+    t = _bench.targets_for(loss, t, p)
     value, vg = _bench.NUMPY[name]
     np.testing.assert_allclose(value(t, p), loss(t, p), rtol=1e-10)
     ref_value, ref_grad = vg(t, p)
     got_value, got_grad = loss.value_and_grad(t, p)
     np.testing.assert_allclose(ref_value, got_value, rtol=1e-10)
     np.testing.assert_allclose(ref_grad, got_grad, rtol=1e-10, atol=1e-15)
+
+
+CROSS_ENTROPY_SHAPE = (4096, 32768)  # a large vocabulary: 512 MB of float32 logits
+
+
+@pytest.mark.parametrize("impl", IMPLS + ["copy"])
+@pytest.mark.parametrize("mode", _bench.MODES)
+def test_cross_entropy_integer_labels(benchmark, sample, mode, impl):
+    """Softmax cross-entropy of logits against integer labels at (4096, 32768) float32:
+    fastloss's cross_entropy (the same kernel as sparse_categorical_crossentropy with
+    from_logits=True) beside NumPy, PyTorch and JAX/Optax, and the copy of the logits."""
+    rows, classes = CROSS_ENTROPY_SHAPE
+    t, p, out = sample(rows * classes, row=classes)
+    benchmark.group = f"cross_entropy {mode} {rows}x{classes}"
+    if impl == "copy":
+        fn, nbytes = _bench.copy_call(p)
+    else:
+        fn = _bench.calls("cross_entropy", mode, t, p, out, TORCH, JAX).get(impl)
+        labels = _bench.targets_for(fastloss.cross_entropy, t, p)
+        nbytes = _bench.moved_bytes(mode, labels, p)
+    benchmark.extra_info.update(loss="cross_entropy", mode=mode, impl=impl, bytes=nbytes,
+                                shape=list(CROSS_ENTROPY_SHAPE))
+    benchmark(fn)

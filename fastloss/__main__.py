@@ -12,14 +12,16 @@ def warmup(args):
 
     import fastloss
     from fastloss import _config
+    from fastloss._bench import targets_for
 
     def call_all(xp, dtype):
         t = xp.asarray(np.linspace(0.1, 1.9, 6).reshape(2, 3), dtype=dtype)
         p = xp.asarray(np.linspace(1.9, 0.1, 6).reshape(2, 3), dtype=dtype)
         for loss in fastloss.LOSSES.values():
-            loss(t, p)
-            loss.grad(t, p)
-            loss.value_and_grad(t, p)
+            y = targets_for(loss, t, p)
+            loss(y, p)
+            loss.grad(y, p)
+            loss.value_and_grad(y, p)
 
     start = time.perf_counter()
     saved = _config.PARALLEL_THRESHOLD
@@ -103,6 +105,9 @@ def parser():
     b.add_argument("--size", choices=SIZES, default="medium",
                    help="elements: " + ", ".join(f"{k}={sci(v)}" for k, v in SIZES.items())
                         + " (default: medium)")
+    b.add_argument("--shape", type=_shape, metavar="RxC",
+                   help="sample data of R rows of C elements (classes) instead of --size, "
+                        "e.g. 4096x32768")
     b.add_argument("--loss", nargs="+", metavar="NAME", type=_loss_name,
                    help="losses to time, by name or alias (default: all)")
     b.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -126,6 +131,13 @@ def _loss_name(name):
         raise argparse.ArgumentTypeError(
             f"unknown loss {name!r}; known: {', '.join(fastloss.LOSSES)}")
     return loss.name
+
+
+def _shape(text):
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLUMNS such as 4096x32768, got {text!r}")
+    return int(parts[0]), int(parts[1])
 
 
 def _positive_int(text):

@@ -102,6 +102,61 @@ def poisson_vg(t, p):
     return np.mean(p - t * np.log(q)), (1 - t / q) / p.size
 
 
+def _softmax_rows(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def cross_entropy(labels, x):
+    """Softmax cross-entropy of logits against integer labels, as NumPy users write it."""
+    m = x.max(-1, keepdims=True)
+    lse = np.log(np.exp(x - m).sum(-1)) + m[:, 0]
+    return np.mean(lse - x[np.arange(len(labels)), labels])
+
+
+def cross_entropy_vg(labels, x):
+    m = x.max(-1, keepdims=True)
+    e = np.exp(x - m)
+    s = e.sum(-1, keepdims=True)
+    rows = np.arange(len(labels))
+    value = np.mean(np.log(s[:, 0]) + m[:, 0] - x[rows, labels])
+    grad = e / s
+    grad[rows, labels] -= 1
+    return value, grad / len(labels)
+
+
+def sparse_cce(labels, p):
+    """Keras's sparse_categorical_crossentropy on probabilities (its default)."""
+    q = np.clip(p / p.sum(-1, keepdims=True), EPS, 1 - EPS)
+    return np.mean(-np.log(q[np.arange(len(labels)), labels]))
+
+
+def sparse_cce_vg(labels, p):
+    s = p.sum(-1, keepdims=True)
+    rows = np.arange(len(labels))
+    qy = p[rows, labels] / s[:, 0]
+    inside = (qy > EPS) & (qy < 1 - EPS)
+    q = np.clip(qy, EPS, 1 - EPS)
+    grad = np.broadcast_to((inside / s[:, 0])[:, None], p.shape).copy()
+    grad[rows, labels] -= inside / (q * s[:, 0])
+    return np.mean(-np.log(q)), grad / len(labels)
+
+
+def categorical_cce(t, p):
+    q = np.clip(p / p.sum(-1, keepdims=True), EPS, 1 - EPS)
+    return np.mean(-(t * np.log(q)).sum(-1))
+
+
+def categorical_cce_vg(t, p):
+    s = p.sum(-1, keepdims=True)
+    q = p / s
+    inside = (q > EPS) & (q < 1 - EPS)
+    qc = np.clip(q, EPS, 1 - EPS)
+    value = np.mean(-(t * np.log(qc)).sum(-1))
+    grad = ((t * inside).sum(-1, keepdims=True) - t * inside / qc) / s
+    return value, grad / p.shape[0]
+
+
 NUMPY = {
     "mean_squared_error": (mse, mse_vg),
     "mean_absolute_error": (mae, mae_vg),
@@ -114,6 +169,9 @@ NUMPY = {
     "mse_loss": (mse, mse_vg),
     "smooth_l1_loss": (huber, huber_vg),
     "huber_loss": (huber, huber_vg),
+    "cross_entropy": (cross_entropy, cross_entropy_vg),
+    "sparse_categorical_crossentropy": (sparse_cce, sparse_cce_vg),
+    "categorical_crossentropy": (categorical_cce, categorical_cce_vg),
 }
 
 
@@ -129,7 +187,28 @@ def torch_functions():
         "huber": F.huber_loss, "huber_loss": F.huber_loss,
         "smooth_l1_loss": F.smooth_l1_loss,
         "poisson": lambda p, t: F.poisson_nll_loss(p, t, log_input=False, eps=EPS),
+        "cross_entropy": F.cross_entropy,
+        "nll_loss": F.nll_loss,
+        "multi_margin_loss": F.multi_margin_loss,
+        "multilabel_soft_margin_loss": F.multilabel_soft_margin_loss,
     }
+
+
+def jax_functions():
+    """{loss name: (value, value_and_grad)} as jitted JAX/Optax functions of (t, p), or
+    {} without JAX and Optax."""
+    try:
+        import jax
+        import optax
+    except ImportError:
+        return {}
+
+    def ce(p, labels):
+        return optax.softmax_cross_entropy_with_integer_labels(p, labels).mean()
+    grad_of = {"cross_entropy": ce}
+    return {name: (jax.jit(lambda t, p, f=f: f(p, t)),
+                   jax.jit(lambda t, p, f=f: jax.value_and_grad(f)(p, t)))
+            for name, f in grad_of.items()}
 
 
 # -- sample data and calls ---------------------------------------------------------------
@@ -149,17 +228,29 @@ def sample(n, dtype="float32", row=ROW, seed=0):
     return t, p, np.empty_like(p)
 
 
-def moved_bytes(mode, p):
+def targets_for(loss, t, p):
+    """The y_true that ``loss`` takes on sample data: class indices spread over the
+    classes (one per row of p) for the losses over integer labels, else ``t``."""
+    if getattr(loss, "targets", "dense") == "dense":
+        return t
+    xp = sys.modules[type(p).__module__.split(".")[0]]  # numpy or cupy
+    rows = math.prod(p.shape[:-1])
+    return xp.asarray((np.arange(rows) * 7919 % p.shape[-1]).reshape(p.shape[:-1]))
+
+
+def moved_bytes(mode, t, p):
     """The bytes a loss must move: read y_true and y_pred (and write the gradient)."""
-    return (3 if mode == "value_and_grad" else 2) * p.nbytes
+    return t.nbytes + p.nbytes * (2 if mode == "value_and_grad" else 1)
 
 
-def calls(name, mode, t, p, out, torch_fns=None):
+def calls(name, mode, t, p, out, torch_fns=None, jax_fns=None):
     """Zero-argument callables computing loss ``name`` in ``mode`` on (t, p), keyed by
-    implementation: "fastloss" (gradient into ``out``), "numpy" and "torch" when there."""
+    implementation: "fastloss" (gradient into ``out``), "numpy", "torch" and "jax" when
+    there.  Losses over integer labels get ``targets_for(loss, t, p)``."""
     import fastloss
 
     loss = fastloss.LOSSES[name]
+    t = targets_for(loss, t, p)
     found = {}
     if mode == "value":
         found["fastloss"] = lambda: loss(t, p)
@@ -171,7 +262,20 @@ def calls(name, mode, t, p, out, torch_fns=None):
     torch_fns = torch_functions() if torch_fns is None else torch_fns
     if name in torch_fns:
         found["torch"] = _torch_call(torch_fns[name], mode, t, p)
+    jax_fns = jax_functions() if jax_fns is None else jax_fns
+    if name in jax_fns:
+        found["jax"] = _jax_call(jax_fns[name][mode == "value_and_grad"], t, p)
     return found
+
+
+def _jax_call(f, t, p):
+    import jax
+
+    tj, pj = jax.device_put(t), jax.device_put(p)
+
+    def call():
+        return jax.block_until_ready(f(tj, pj))
+    return call
 
 
 def _torch_call(f, mode, t, p):
@@ -256,27 +360,30 @@ def _cpu_model():
 
 # -- the run -----------------------------------------------------------------------------
 
-def bench(names, n, dtype="float32", repeat=7, progress=None):
+def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW):
     """Times every loss in ``names`` in each mode, each implementation in turn with a
     copy of the same data, so the copy is measured throughout the run (its GB/s is the
     median over all rows); returns (copy summary, rows).  ``progress(label)`` is called
     before each row."""
+    import fastloss
+
     progress = progress or (lambda label: None)
-    t, p, out = sample(n, dtype)
-    torch_fns = torch_functions()
+    t, p, out = sample(n, dtype, row)
+    torch_fns, jax_fns = torch_functions(), jax_functions()
     copy, copy_bytes = copy_call(p)
     rows = []
     for name in names:
         for mode in MODES:
             progress(f"{name} {mode}")
-            fns = calls(name, mode, t, p, out, torch_fns)
+            fns = calls(name, mode, t, p, out, torch_fns, jax_fns)
             times = time_calls({**fns, "copy": copy}, repeat)
-            row = {"loss": name, "mode": mode, "bytes": moved_bytes(mode, p)}
-            row.update((f"{impl}_s", seconds) for impl, seconds in times.items())
-            row["gbps"] = row["bytes"] / row["fastloss_s"] / 1e9
+            targets = targets_for(fastloss.LOSSES[name], t, p)
+            result = {"loss": name, "mode": mode, "bytes": moved_bytes(mode, targets, p)}
+            result.update((f"{impl}_s", seconds) for impl, seconds in times.items())
+            result["gbps"] = result["bytes"] / result["fastloss_s"] / 1e9
             for impl in [impl for impl in fns if impl != "fastloss"]:
-                row[f"speedup_{impl}"] = row[f"{impl}_s"] / row["fastloss_s"]
-            rows.append(row)
+                result[f"speedup_{impl}"] = result[f"{impl}_s"] / result["fastloss_s"]
+            rows.append(result)
     copy_s = statistics.median(row["copy_s"] for row in rows)
     copy_gbps = copy_bytes / copy_s / 1e9
     for row in rows:
@@ -327,15 +434,17 @@ def print_table(title, columns, rows, caption=None, left=1):
 
 
 def report(copy, rows, n, shape, dtype):
-    has = {impl: any(f"{impl}_s" in r for r in rows) for impl in ("numpy", "torch")}
+    peers = {"numpy": "NumPy", "torch": "torch", "jax": "JAX"}
+    has = {impl: any(f"{impl}_s" in r for r in rows) for impl in peers}
     columns = ["loss", "mode", "time", "GB/s", "% of copy"]
-    columns += [c for impl, c in (("numpy", "NumPy time"), ("numpy", "vs NumPy"),
-                                  ("torch", "torch time"), ("torch", "vs torch")) if has[impl]]
+    for impl, label in peers.items():
+        if has[impl]:
+            columns += [f"{label} time", f"vs {label}"]
     table = []
     for r in rows:
         cells = [r["loss"], r["mode"], format_time(r["fastloss_s"]), f"{r['gbps']:.1f}",
                  f"{r['pct_copy']:.0f}%"]
-        for impl in ("numpy", "torch"):
+        for impl in peers:
             if has[impl]:
                 cells += ([format_time(r[f"{impl}_s"]), f"{r[f'speedup_{impl}']:.1f}x"]
                           if f"{impl}_s" in r else ["-", "-"])
@@ -352,8 +461,12 @@ def main(args):
     import fastloss
 
     names = list(dict.fromkeys(args.loss or fastloss.LOSSES))
-    n = SIZES[args.size]
-    shape = shape_of(n)
+    if args.shape:
+        shape = args.shape
+        n, row = math.prod(shape), shape[1]
+    else:
+        n, row = SIZES[args.size], ROW
+        shape = shape_of(n)
     try:
         from rich.progress import Progress
     except ImportError:
@@ -362,7 +475,7 @@ def main(args):
         def progress(label):
             done.append(label)
             print(f"[{len(done)}/{total}] {label}", file=sys.stderr)
-        copy, rows = bench(names, n, args.dtype, args.repeat, progress)
+        copy, rows = bench(names, n, args.dtype, args.repeat, progress, row)
     else:
         with Progress(transient=True) as bar:
             task = bar.add_task("bench", total=len(names) * len(MODES))
@@ -373,11 +486,11 @@ def main(args):
                     bar.advance(task)
                 started.append(label)
                 bar.update(task, description=label)
-            copy, rows = bench(names, n, args.dtype, args.repeat, progress)
+            copy, rows = bench(names, n, args.dtype, args.repeat, progress, row)
     report(copy, rows, n, shape, args.dtype)
     if args.json:
         doc = {"machine": machine_info(),
-               "config": {"size": args.size, "n": n, "shape": list(shape), "dtype": args.dtype,
+               "config": {"size": None if args.shape else args.size, "n": n, "shape": list(shape), "dtype": args.dtype,
                           "repeat": args.repeat},
                "copy": copy, "rows": rows}
         with open(args.json, "w") as f:

@@ -16,13 +16,15 @@ _PARALLEL_LOCK = threading.Lock()
 
 @dataclass
 class KernelCall:
-    """One call of a pointwise-family kernel, prepared by the front end.
+    """One call of a family kernel, prepared by the front end.
 
     t, p: flat contiguous inputs in the compute dtype; o: the element function's option
     tuple (compute dtype); C: row length; weight / coef:
     per-row arrays (or size 1) of float64; gscale: the global gradient factor and
     vscale the value factor (host floats, or 0-d arrays of the inputs' module);
     want_rows: return per-row ``weight * sum``; grad: a flat output buffer or None.
+    The row-wise family also takes ``labels`` (int64 per row; t is then None) and the
+    class weights ``cw`` (float64, size C, or None).
     """
     element: str
     t: object
@@ -36,6 +38,9 @@ class KernelCall:
     want_rows: bool
     value: bool
     grad: object = None
+    family: str = "pointwise"
+    labels: object = None
+    cw: object = None
 
     @property
     def mode(self):
@@ -44,25 +49,31 @@ class KernelCall:
         return "value_and_grad" if self.value else "grad"
 
 
+def _or_empty(x, dtype, new=np.empty):
+    return new(0, dtype) if x is None else x
+
+
 def run_cpu(call):
     """Returns (value scaled by vscale, rows or None, grad or None) as NumPy objects."""
     # Numba's OpenMP layer spins its idle threads; on a machine where another process
     # holds a core, a spinning team turned 0.6 ms calls into 8 ms ones.  Passive waiting
     # (read once, when OpenMP starts) avoids that; a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from fastloss.kernels import generated_cpu
-    from fastloss.kernels.pointwise import plan
+    from fastloss.kernels import generated_cpu, pointwise, rowwise
 
-    R = call.t.size // call.C
-    ntasks = plan(R, call.C)[0]
-    parallel = call.t.size >= _config.PARALLEL_THRESHOLD
+    R = call.p.size // call.C
+    parallel = call.p.size >= _config.PARALLEL_THRESHOLD
     kernel = getattr(generated_cpu, f"{call.element}_{call.mode}_{'parallel' if parallel else 'serial'}")
     dtype = call.p.dtype
     rows = np.empty(R if call.want_rows else 0, dtype)
     grad = call.grad if call.grad is not None else np.empty(0, dtype)
-    args = (call.t, call.p, call.o, call.C, call.weight, call.coef,
-            np.array([call.gscale], np.float64).reshape(1), rows,
-            grad, np.empty(ntasks, np.float64))
+    tail = (call.o, call.C, call.weight, call.coef, np.array([call.gscale], np.float64).reshape(1),
+            rows, grad)
+    if call.family == "rowwise":
+        args = (_or_empty(call.t, dtype), _or_empty(call.labels, np.int64), call.p,
+                _or_empty(call.cw, np.float64), *tail, np.empty(rowwise.plan(R, call.C)[0]))
+    else:
+        args = (call.t, call.p, *tail, np.empty(pointwise.plan(R, call.C)[0]))
     if parallel:
         with _PARALLEL_LOCK:
             total = kernel(*args)
@@ -78,7 +89,7 @@ def run_cuda(call, xp):
     run on CuPy's current stream and nothing waits for them."""
     from numba import cuda
 
-    from fastloss.kernels import generated_cuda
+    from fastloss.kernels import generated_cuda, rowwise_cuda
     from fastloss.kernels.pointwise_cuda import THREADS, finish, plan, rows_from_chunks
 
     dtype = call.p.dtype
@@ -108,18 +119,26 @@ def run_cuda(call, xp):
             return dev(xp.full(1, x, np.float64))
         return dev(xp.asarray(x, dtype=np.float64).reshape(1))
 
-    R = call.t.size // call.C
-    nblocks, chunks_per_row = plan(R, call.C)
+    R = call.p.size // call.C
+    if call.family == "rowwise":
+        nblocks, chunks_per_row = rowwise_cuda.plan(R, call.C), 0
+    else:
+        nblocks, chunks_per_row = plan(R, call.C)
     rows = new(R if call.want_rows else 0, dtype)
     if on_device and call.grad is not None:
         grad = call.grad
     else:
-        grad = new(call.t.size if call.grad is not None else 0, dtype)
+        grad = new(call.p.size if call.grad is not None else 0, dtype)
     partials = new(nblocks, np.float64)
     kernel = getattr(generated_cuda, f"{call.element}_{call.mode}")
-    kernel[nblocks, THREADS, stream](
-        dev(call.t), dev(call.p), call.o, call.C, dev(call.weight), dev(call.coef),
-        scalar(call.gscale), dev(rows), dev(grad), dev(partials))
+    tail = (call.o, call.C, dev(call.weight), dev(call.coef), scalar(call.gscale), dev(rows),
+            dev(grad), dev(partials))
+    if call.family == "rowwise":
+        args = (dev(_or_empty(call.t, dtype, new)), dev(_or_empty(call.labels, np.int64, new)),
+                dev(call.p), dev(_or_empty(call.cw, np.float64, new)), *tail)
+    else:
+        args = (dev(call.t), dev(call.p), *tail)
+    kernel[nblocks, THREADS, stream](*args)
     value = None
     if call.value:
         value = new(1, dtype)

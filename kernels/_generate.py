@@ -21,6 +21,8 @@ ROW_ARGS = "t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partial
 # {element}_{mode}[_{serial|parallel}], so element names are unique across families.
 FAMILIES = (("pointwise", ARGS, ELEMENTS), ("rowwise", ROW_ARGS, ROW_ELEMENTS))
 assert not set(ELEMENTS) & set(ROW_ELEMENTS)
+# Kernels use NumPy's error model: a float division by zero gives inf or NaN (IEEE), as
+# in the peers, instead of raising ZeroDivisionError (and the checks cost vectorisation).
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
 # the code they inline: editing the math changes them, which invalidates the cache.
 CPU_SOURCES = ("_math.py", "elements.py", "pointwise.py", "row_elements.py", "rowwise.py")
@@ -45,7 +47,7 @@ def render_cpu():
             for mode, (value, grad) in MODES.items():
                 for suffix, parallel in (("serial", ""), ("parallel", "parallel=True, ")):
                     lines += ["",
-                              f"@njit({parallel}cache=True, fastmath=FASTMATH)",
+                              f"@njit({parallel}cache=True, fastmath=FASTMATH, error_model=\"numpy\")",
                               f"def {name}_{mode}_{suffix}({args}):",
                               f"    return {family}({name}, {args}, {value}, {grad})\n"]
     return "\n".join(lines)

@@ -23,14 +23,23 @@ from math import sqrt
 
 from numba import njit
 
-from ._math import exp, log
+from ._math import exp, exp_bounded, log
 from .elements import EPSILON, bce_logits
+from .pointwise import FASTMATH
 
 ROW_ELEMENTS = {}
 # Plain helper functions of the row elements; rowwise_cuda compiles them for CUDA too.
 ROW_HELPERS = {}
 
 _INF = float("inf")
+
+
+# Functions with loops over a row are inlined into the kernel in Numba's IR, so that the
+# CPU's lane = 0, lanes = 1 are constants there and the loops vectorise.  The small
+# scalar helpers are compiled as functions of their own (LLVM inlines them): inlining
+# them at every call site in Numba's IR made a kernel take minutes to compile.  They
+# carry the kernels' fastmath flags and error model themselves, as a function of its own
+# does not get its caller's.
 
 
 def row_element(fn):
@@ -40,6 +49,13 @@ def row_element(fn):
 
 
 def helper(fn):
+    """A scalar helper of the row elements."""
+    ROW_HELPERS[fn.__name__] = fn
+    return njit(fastmath=FASTMATH, error_model="numpy")(fn)
+
+
+def loop_helper(fn):
+    """A helper with loops over the row, inlined like the row elements."""
     ROW_HELPERS[fn.__name__] = fn
     return njit(inline="always")(fn)
 
@@ -71,6 +87,8 @@ def clip_probability(q):
         return q, T(1.0)
     if q == lo or q == hi:
         return q, T(0.5)
+    if q != q:  # NaN stays NaN, in the value and the gradient
+        return q, T(1.0)
     return (lo if q < lo else hi), T(0.0)
 
 
@@ -81,59 +99,65 @@ def power(x, a):
     return x * x if a == T(2.0) else exp(a * log(x))
 
 
-# Elements per block of the softmax pass: a block is read twice (its maximum, then its
-# exponentials) while it sits in the L1 cache, so memory sees one read of the row.
+# Elements per block of the softmax pass.
 SOFTMAX_BLOCK = 1024
-# The pass keeps exponentials relative to a reference that it raises only when a block's
-# maximum exceeds it by this much (exp(32) ~ 8e13 cannot overflow a float32 sum of a
-# block), so a row usually needs no rescaling at all.
-SOFTMAX_SLACK = 32.0
+# A block's sum of exponentials above this means its logits exceed the reference by
+# more than about 69: the pass then moves the reference up to the block's maximum
+# (rescaling what it has summed and stored), so nothing overflows, in float32 either.
+SOFTMAX_LIMIT = 1e30
 
 
-@helper
+@loop_helper
 def softmax_pass(p, g, lane, lanes, STORE):
     """One read pass over this lane's part of the row: ``(ref, s)`` with
-    ``s = sum_j exp(p_j - ref)`` and ``ref`` at least the lane's maximum minus
-    SOFTMAX_SLACK (so nothing overflows).  With STORE, ``g_j = exp(p_j - ref)``; the
-    caller rescales ``g`` by ``exp(ref - max) / sum`` into the softmax.  A lane whose
+    ``s = sum_j exp(p_j - ref)``.  The reference starts at the lane's first logit and
+    moves up only when a block overflows the limit, so a row usually costs one
+    exponential per element and no maximum.  With STORE, ``g_j = exp(p_j - ref)``, which
+    the caller rescales by ``exp(ref - max) / sum`` into the softmax.  A lane whose
     elements are all -inf returns ``ref = -inf, s = 0``; NaN propagates into ``s``."""
     T = type(p[0])
     C = p.size
-    ref = -_INF
+    ref = float(p[lane]) if lane < C else -_INF
     s = 0.0
     step = SOFTMAX_BLOCK * lanes
     for b0 in range(0, C, step):
         b1 = min(b0 + step, C)
-        bm = T(-_INF)
-        for j in range(b0 + lane, b1, lanes):
-            x = p[j]
-            bm = x if x > bm else bm
-        if bm > ref + SOFTMAX_SLACK:
-            # rescale what is stored so far to the new reference (rare: logits that
-            # grow by more than the slack along the row)
-            f = exp(ref - bm) if ref > -_INF else 0.0
-            s *= f
-            if STORE:
-                ff = T(f)
-                for j in range(lane, b0, lanes):
-                    g[j] *= ff
-            ref = float(bm)
         acc = T(0.0)
-        if ref > -_INF:
-            r = T(ref)
+        r = T(ref)
+        for j in range(b0 + lane, b1, lanes):
+            e = exp_bounded(p[j] - r)
+            if STORE:
+                g[j] = e
+            acc += e
+        if not acc < T(SOFTMAX_LIMIT):  # overflow, or a reference of -inf or NaN
+            bm = T(-_INF)
             for j in range(b0 + lane, b1, lanes):
-                e = exp(p[j] - r)
+                x = p[j]
+                bm = x if x > bm else bm
+            if bm > ref or ref != ref:
+                f = exp(ref - bm) if ref > -_INF else 0.0
+                s *= f
                 if STORE:
-                    g[j] = e
-                acc += e
-        elif STORE:
-            for j in range(b0 + lane, b1, lanes):
-                g[j] = T(0.0)
+                    ff = T(f)
+                    for j in range(lane, b0, lanes):
+                        g[j] *= ff
+                ref = float(bm)
+            acc = T(0.0)
+            if ref > -_INF:
+                r = T(ref)
+                for j in range(b0 + lane, b1, lanes):
+                    e = exp_bounded(p[j] - r)
+                    if STORE:
+                        g[j] = e
+                    acc += e
+            elif STORE:
+                for j in range(b0 + lane, b1, lanes):
+                    g[j] = T(0.0)
         s += acc
     return ref, s
 
 
-@helper
+@loop_helper
 def softmax_stats(p, g, shared, lane, lanes, STORE):
     """``(lse, f)``: the row's log-sum-exp, and the factor ``f`` turning this lane's
     ``exp(p_j - ref)`` (stored in ``g`` with STORE) into the softmax."""
@@ -353,7 +377,7 @@ def categorical_hinge(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
     return z if z > 0.0 else 0.0
 
 
-@helper
+@loop_helper
 def zero_except_label(g, label, value, lane, lanes):
     """Writes a gradient row that is zero but at the label."""
     T = type(g[0])

@@ -43,13 +43,21 @@ def _row_max(x, shared, lane, lanes):
     return shared[0]
 
 
+@cuda.jit(device=True)
+def _exp_bounded(x):
+    """exp saturated at e**88, like the CPU's exp_bounded (the simulator's math.exp would
+    raise where the GPU's returns inf)."""
+    return math.exp(min(x, type(x)(88.0)))
+
+
 def _compile_all():
     """CUDA versions of the row helpers and elements, resolving their names (math
     functions, helpers, pointwise elements) among each other's CUDA versions."""
-    namespace = {**vars(row_elements), **_CUDA_MATH, **ELEMENTS, "sqrt": math.sqrt}
+    namespace = {**vars(row_elements), **_CUDA_MATH, **ELEMENTS, "sqrt": math.sqrt,
+                 "exp_bounded": _exp_bounded}
 
-    def retarget(fn):
-        return cuda.jit(device=True, inline="always")(types.FunctionType(
+    def retarget(fn):  # (not inlined in Numba's IR: see row_elements)
+        return cuda.jit(device=True)(types.FunctionType(
             fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__))
 
     for name, fn in row_elements.ROW_HELPERS.items():

@@ -22,10 +22,19 @@ except ImportError:  # a checkout that is not installed: import the folder direc
     from kernels import _math
 
 exp, log, log1p, expm1 = _math.exp, _math.log, _math.log1p, _math.expm1
+exp_bounded = _math.exp_bounded
+
+
+def bounded_exp_reference(x):
+    """exp_bounded's contract: exp of x saturated at 88 (709), 0 below -86 (-708)."""
+    hi, lo = (88.0, -86.0) if x.dtype == np.float32 else (709.0, -708.0)
+    return np.where(x < lo, 0.0, np.exp(np.minimum(x, hi).astype(np.float64)))
+
 
 FASTMATH = {"reassoc", "contract"}
-NAMES = ["exp", "log", "log1p", "expm1"]
-REFERENCE = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1}
+NAMES = ["exp", "log", "log1p", "expm1", "exp_bounded"]
+REFERENCE = {"exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+             "exp_bounded": bounded_exp_reference}
 # Allowed error (measured on AVX2+FMA: 1 ulp everywhere but float64 expm1, 2; the
 # margin covers CPUs where LLVM contracts differently).
 MAX_ULP = {np.float64: 4, np.float32: 2}
@@ -44,9 +53,12 @@ def apply(x, which):
     elif which == 2:
         for i in prange(x.size):
             out[i] = log1p(x[i])
-    else:
+    elif which == 3:
         for i in prange(x.size):
             out[i] = expm1(x[i])
+    else:
+        for i in prange(x.size):
+            out[i] = exp_bounded(x[i])
     return out
 
 
@@ -56,6 +68,8 @@ def run(name, x):
 
 def reference(name, x):
     with np.errstate(all="ignore"):
+        if name == "exp_bounded":  # its bounds depend on the dtype
+            return bounded_exp_reference(x).astype(x.dtype)
         return REFERENCE[name](x.astype(np.float64)).astype(x.dtype)
 
 
@@ -108,7 +122,7 @@ def inputs(name, dtype, n=200_000, seed=0):
     x = np.concatenate([random_bits(dtype, n, rng), powers_around(dtype, lo_exp, hi_exp),
                         rng.uniform(-2, 2, n).astype(dtype)])
     f64 = dtype == np.float64
-    if name in ("exp", "expm1"):
+    if name in ("exp", "expm1", "exp_bounded"):
         hi, lo = (709.79, -745.2) if f64 else (88.73, -103.98)
         x = np.concatenate([x, np.linspace(lo, hi, n, dtype=dtype)])
         x = x[(x > lo - 5) & (x < hi + 5)]
@@ -208,6 +222,19 @@ def test_special_values(dtype):
         assert got.dtype == dtype
         assert same(got, np.array(want, dtype)), (name, x, got)
         assert same(got, reference(name, x)), (name, x, got)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_bounded_flushes_and_saturates(dtype):
+    hi, lo = (88.0, -86.0) if dtype == np.float32 else (709.0, -708.0)
+    x = np.array([np.nan, -np.inf, np.inf, 0.0, lo - 1, lo, hi, hi + 1, 1e4, -1e4], dtype)
+    got = run("exp_bounded", x)
+    top = np.exp(np.float64(hi)).astype(dtype)
+    want = np.array([np.nan, 0.0, top, 1.0, 0.0, np.exp(np.float64(lo)), top, top, top, 0.0],
+                    dtype)
+    assert got.dtype == dtype
+    assert np.all(ulps(got, want) <= MAX_ULP[dtype]), (x, got, want)
+    assert np.all(np.isfinite(got[1:]))  # never inf: a softmax sum cannot overflow by it
 
 
 def test_float32_stays_float32():

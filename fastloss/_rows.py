@@ -1,0 +1,268 @@
+"""Row-wise losses: the class axis is reduced inside the kernel (kernels/row_elements.py).
+
+``RowLoss`` adds to ``Loss`` what a loss over classes needs: integer labels (checked:
+a label outside ``[0, C)`` that is not the ignored value raises), dense targets of the
+predictions' shape, the class axis (Keras's ``axis``; PyTorch's dim 1), PyTorch's class
+``weight`` and ``ignore_index``, and Keras's ``ignore_class`` mask.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._arrays import Placement, broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
+from ._loss import Layout, Loss, Option, _as_rows, _ones, _row_cotangent, _scalar_cotangent, keras_layout
+from ._run import KernelCall, run
+
+
+@dataclass(frozen=True)
+class IntegerOption(Option):
+    """An integer option (a class index, an axis); None where ``allow_none``; one of
+    ``choices`` when given."""
+    choices: tuple = ()
+
+    def check(self, value, loss_name):
+        if value is None and self.allow_none:
+            return None
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{loss_name}: {self.name} must be an integer"
+                            + (" or None" if self.allow_none else "") + f", got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{loss_name}: {self.name} must be one of {self.choices}, got {value}")
+        return int(value)
+
+
+@dataclass(frozen=True)
+class OpenUnitOption(Option):
+    """A number strictly between 0 and 1 (Keras's q)."""
+
+    def check(self, value, loss_name):
+        value = Option(self.name, self.default, "any").check(value, loss_name)
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"{loss_name}: {self.name} must be in (0, 1), got {value}")
+        return value
+
+
+class RowLoss(Loss):
+    """A loss over the class axis.
+
+    targets: "labels" (integer class indices), "dense" (an array of y_pred's shape) or
+    "either" (PyTorch's cross_entropy: floating targets of the input's shape are
+    probabilities, anything else class indices).
+    ignore: the name of the option holding the ignored label ("ignore_class",
+    "ignore_index") or None.  class_weight: takes PyTorch's ``weight`` (one per class).
+    torch_mean: how PyTorch's "mean" divides: "weights" (by the summed weight of the
+    non-ignored targets, as cross_entropy/nll_loss) or "rows" (by the number of rows).
+    """
+
+    def __init__(self, name, element, convention, options=(), summary="", targets="labels",
+                 ignore=None, class_weight=False, torch_mean="rows", kernel_values=None,
+                 default_reduction=None):
+        super().__init__(name, element, convention, options, summary,
+                         kernel_values=kernel_values)
+        self.targets = targets
+        self.ignore = ignore
+        self.class_weight = class_weight
+        self.torch_mean = torch_mean
+        self._default_reduction = default_reduction
+
+    @property
+    def default_reduction(self):
+        return self._default_reduction or super().default_reduction
+
+    def kernel_options(self, values, dtype):
+        """The row element's option tuple: the axis and the ignored label are not its."""
+        from fastloss.kernels.elements import OPTION_SLOTS
+        if self.kernel_values is not None:
+            numbers = [float(v) for v in self.kernel_values(values)]
+        else:
+            numbers = [float(values[opt.name]) for opt in self.options
+                       if opt.name not in ("axis", self.ignore)]
+        return tuple(dtype.type(v) for v in numbers + [0.0] * (OPTION_SLOTS - len(numbers)))
+
+    def _compute(self, y_true, y_pred, sample_weight, reduction, options, *,
+                 want_value, want_grad, grad_output=None, out=None):
+        options = dict(options)
+        weight = options.pop("weight", None) if self.class_weight else None
+        option_values = self.check_options(options)
+        reduction = self.check_reduction(reduction)
+        keras = self.convention == "keras"
+        if not keras and sample_weight is not None:
+            raise TypeError(f"{self.name} follows torch.nn.functional and takes no sample_weight")
+        placement = Placement({"y_true": y_true, "y_pred": y_pred, "sample_weight": sample_weight,
+                               "grad_output": grad_output, "out": out, "weight": weight})
+        xp = placement.xp
+        p = placement.asarray(y_pred, "y_pred")
+        if p.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must have a class axis, got a scalar")
+        dtype = compute_dtype(p)
+        pred_shape = p.shape
+        axis = self._class_axis(option_values, p.ndim)
+        p = xp.ascontiguousarray(xp.moveaxis(p, axis, -1), dtype=dtype)
+        C = p.shape[-1]
+        if C == 0:
+            raise ValueError(f"{self.name}: y_pred of shape {pred_shape} has no classes")
+        values_shape = p.shape[:-1]
+
+        t_raw = placement.asarray(y_true, "y_true")
+        dense = self.targets == "dense" or (
+            self.targets == "either" and t_raw.dtype.kind == "f" and t_raw.shape == pred_shape)
+        labels = t = None
+        valid = None
+        if dense:
+            ignored = option_values.get(self.ignore)
+            if self.ignore and ignored not in (None, self._option(self.ignore).default):
+                raise ValueError(f"{self.name}: {self.ignore} applies to class-index targets, "
+                                 "not to probabilities")
+            if keras:
+                t_shape, _ = squeeze_or_expand_to_same_rank(t_raw.shape, pred_shape)
+                t_raw = t_raw.reshape(t_shape)
+            if t_raw.shape != pred_shape:
+                raise ValueError(f"{self.name}: y_true of shape {t_raw.shape} must have "
+                                 f"y_pred's shape {pred_shape}")
+            t = xp.ascontiguousarray(xp.moveaxis(t_raw, axis, -1), dtype=dtype).reshape(-1)
+        else:
+            labels, valid = self._labels(t_raw, pred_shape, axis, values_shape, C,
+                                         option_values.get(self.ignore), xp)
+
+        cw = None
+        if weight is not None:
+            cw = placement.asarray(weight, "weight")
+            if cw.shape != (C,):
+                raise ValueError(f"{self.name}: weight must have one entry per class, shape "
+                                 f"({C},), got shape {cw.shape}")
+            cw = xp.ascontiguousarray(cw, dtype=np.float64)
+
+        if keras:
+            layout = keras_layout(self.name, placement, p.shape,
+                                  self._keras_weights(placement, sample_weight, valid,
+                                                      values_shape, reduction, dtype),
+                                  reduction, grad_output, 1)
+        else:
+            layout = self._torch_layout(placement, values_shape, reduction, grad_output,
+                                        labels, valid, cw)
+        grad = None
+        moved = axis != len(pred_shape) - 1
+        if want_grad:
+            grad = (xp.empty(p.size, dtype) if moved else
+                    self._grad_buffer(out, placement, pred_shape, dtype))
+        R = math.prod(values_shape)
+        if R == 0:
+            rows, value = layout.empty_values(dtype)
+            if grad is not None:
+                grad[...] = 0
+        else:
+            call = KernelCall(self.element_for(option_values), t, p.reshape(-1),
+                              self.kernel_options(option_values, dtype), C,
+                              layout.weight, layout.coef, layout.gscale, layout.vscale,
+                              want_rows=layout.rows_shape is not None, value=want_value,
+                              grad=grad, family="rowwise", labels=labels, cw=cw)
+            value, rows, _ = run(call, placement)
+        if layout.rows_shape is not None and want_value:
+            value = rows.reshape(layout.rows_shape)
+        result_grad = None
+        if grad is not None:
+            if moved:
+                back = xp.moveaxis(grad.reshape(p.shape), -1, axis)
+                buffer = self._grad_buffer(out, placement, pred_shape, dtype)
+                buffer.reshape(pred_shape)[...] = back
+                grad = buffer
+            result_grad = placement.result(grad.reshape(pred_shape))
+        return (placement.result(value) if want_value else None), result_grad
+
+    # -- pieces ------------------------------------------------------------------------
+
+    def _option(self, name):
+        return next(opt for opt in self.options if opt.name == name)
+
+    def _class_axis(self, values, ndim):
+        if self.convention == "torch":
+            return 1 if ndim >= 2 else 0  # PyTorch: (N, C, d1, ...) or (C,)
+        axis = values.get("axis", -1)
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"{self.name}: axis {axis} is out of range for y_pred of rank {ndim}")
+        return axis % ndim
+
+    def _labels(self, t, pred_shape, axis, values_shape, C, ignore, xp):
+        """Flat int64 labels, -1 where ignored, and the mask of the kept ones (or None)."""
+        keras = self.convention == "keras"
+        if keras and t.ndim == len(pred_shape) and t.ndim > 0 and t.shape[axis] == 1:
+            t = t.reshape(t.shape[:axis] + t.shape[axis + 1:])
+        expected = tuple(values_shape)
+        if t.shape != expected:
+            raise ValueError(f"{self.name}: y_true of shape {t.shape} must hold one class index "
+                             f"per row of y_pred of shape {tuple(pred_shape)}, i.e. have "
+                             f"shape {expected}")
+        if t.dtype.kind == "b":
+            raise TypeError(f"{self.name}: y_true must hold class indices, got booleans")
+        if t.dtype.kind == "f":
+            if not keras:
+                raise TypeError(f"{self.name}: y_true must hold integer class indices (or "
+                                f"probabilities of y_pred's shape), got dtype {t.dtype}")
+            if not bool(xp.all(xp.isfinite(t))):
+                raise ValueError(f"{self.name}: y_true holds non-finite class indices")
+            # Keras casts labels to int32: toward zero
+            labels = xp.trunc(t).astype(np.int64)
+        else:
+            labels = t.astype(np.int64)
+        keep = None if ignore is None else t != ignore
+        bad = (labels < 0) | (labels >= C)
+        if keep is not None:
+            bad &= keep
+        if bool(bad.any()):
+            flat = int(xp.flatnonzero(bad.reshape(-1))[0])
+            where = np.unravel_index(flat, expected) if expected else ()
+            value = labels.reshape(-1)[flat]
+            ignored = "" if ignore is None else f" nor the ignored {self.ignore}={ignore}"
+            raise ValueError(f"{self.name}: y_true{list(map(int, where))} = {int(value)} is not "
+                             f"a class index in [0, {C}){ignored}")
+        if keep is not None:
+            labels = xp.where(keep, labels, -1)
+        return xp.ascontiguousarray(labels.reshape(-1)), keep
+
+    def _keras_weights(self, placement, sample_weight, keep, values_shape, reduction, dtype):
+        """sample_weight with Keras's ignore_class mask merged in (keras apply_mask)."""
+        if keep is None:
+            return sample_weight
+        xp = placement.xp
+        mask = keep.astype(dtype)
+        if reduction in ("mean", "sum_over_batch_size"):
+            valid = float(keep.sum())
+            total = float(keep.size)
+            mask = mask * dtype.type(total / valid if valid else 0.0)
+        if sample_weight is None:
+            return mask
+        w = placement.asarray(sample_weight, "sample_weight")
+        m_shape, w_shape = squeeze_or_expand_to_same_rank(mask.shape, w.shape)
+        if not broadcasts_to(w_shape, m_shape) and not broadcasts_to(m_shape, w_shape):
+            raise ValueError(f"{self.name}: sample_weight of shape {w.shape} does not broadcast "
+                             f"to the per-sample loss of shape {tuple(values_shape)}")
+        return w.reshape(w_shape).astype(dtype) * mask.reshape(m_shape)
+
+    def _torch_layout(self, placement, values_shape, reduction, grad_output, labels, keep, cw):
+        """torch.nn.functional: per-row values; "mean" divides by the rows, or by the summed
+        class weight of the kept targets (NaN when every target is ignored)."""
+        xp = placement.xp
+        if reduction == "none":
+            go = _row_cotangent(self.name, grad_output, xp, values_shape)
+            coef = _ones(xp) if go is None else _as_rows(go, xp)
+
+            def empty_values(dtype):
+                return xp.zeros(values_shape, dtype), None
+            return Layout(0, _ones(xp), coef, 1.0, 1.0, values_shape, empty_values)
+        go = _scalar_cotangent(self.name, grad_output, xp)
+        if reduction == "sum":
+            inv = 1.0
+        elif self.torch_mean == "weights" and labels is not None:
+            kept = labels[labels >= 0]
+            divisor = float(kept.size if cw is None else cw[kept].sum())
+            inv = 1.0 / divisor if divisor else math.nan
+        else:
+            R = math.prod(values_shape)
+            inv = 1.0 / R if R else math.nan
+
+        def empty_values(dtype):
+            v = 0.0 if reduction == "sum" else math.nan
+            return None, dtype.type(v) if xp is np else xp.full((), v, dtype)
+        return Layout(0, _ones(xp), _ones(xp), go * inv, inv, None, empty_values)
