@@ -51,6 +51,14 @@ CLASS_NAMES = {
     "MSELoss": "mse_loss",
     "SmoothL1Loss": "smooth_l1_loss",
     "HuberLoss": "huber_loss",
+    "BinaryCrossentropy": "binary_crossentropy",
+    "BinaryFocalCrossentropy": "binary_focal_crossentropy",
+    "Hinge": "hinge",
+    "SquaredHinge": "squared_hinge",
+    "KLDivergence": "kl_divergence",
+    "BCELoss": "binary_cross_entropy",
+    "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+    "SoftMarginLoss": "soft_margin_loss",
 }
 
 CLASSES = {cls: _loss_class(cls, _losses.LOSSES[fn]) for cls, fn in CLASS_NAMES.items()}

@@ -16,16 +16,23 @@ TORCH_REDUCTIONS = ("mean", "sum", "none")
 class Option:
     """A loss's scalar option: its name (as the source library spells it), default, and
     the rule it must obey: "nonnegative", "positive", "any" (finite), "probability"
-    (in [0, 1]) or "bool"."""
+    (in [0, 1]), "bool" or "int" (an axis)."""
     name: str
     default: float
     rule: str = "nonnegative"
+    allow_none: bool = False  # None is a valid value (e.g. Optax's alpha=None)
 
     def check(self, value, loss_name):
+        if value is None and self.allow_none:
+            return None
         if self.rule == "bool":
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{loss_name}: {self.name} must be True or False, got {value!r}")
             return bool(value)
+        if self.rule == "int":
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{loss_name}: {self.name} must be an integer, got {value!r}")
+            return int(value)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"{loss_name}: {self.name} must be a real number, got {value!r}")
         value = float(value)
@@ -48,16 +55,31 @@ class Loss:
     ``y_pred`` itself).
     """
 
-    def __init__(self, name, element, convention, options=(), summary="", row_reduction="mean"):
+    def __init__(self, name, element, convention, options=(), summary="", row_reduction="mean",
+                 kernel_values=None, prepare_labels=None, pred_range=None, takes_weight=False):
         """element: the element function's name in kernels/elements.py, or a function of
         the checked options returning it (e.g. one element per ``from_logits``).
-        row_reduction: how Keras reduces the last axis, "mean" or "sum"."""
+        row_reduction: how Keras reduces the last axis, "mean" or "sum".
+        kernel_values: a function of the checked options returning the numbers the element
+        receives as its option tuple (default: every option, in declaration order).
+        prepare_labels: a function ``(y_true, xp) -> y_true`` applied to the labels (in the
+        compute dtype, broadcast to y_pred's shape, possibly the caller's own array: it must
+        return a new array, not write in place) before the kernel runs.
+        pred_range: (lo, hi) that every y_pred must lie in (checked for NumPy inputs; a check
+        of CuPy inputs would synchronise with the device).
+        takes_weight: accepts PyTorch's ``weight=`` (an array broadcastable to y_pred that
+        rescales each element's loss).
+        An option named "axis" (Keras) is the axis reduced first, moved last for the kernel."""
         self.name = name
         self.element = element
         self.convention = convention
         self.options = (options,) if isinstance(options, Option) else tuple(options)
         self.summary = summary
         self.row_reduction = row_reduction
+        self.kernel_values = kernel_values
+        self.prepare_labels = prepare_labels
+        self.pred_range = pred_range
+        self.takes_weight = takes_weight
         self.__doc__ = f"{name}: {summary}"
 
     def __repr__(self):
@@ -86,6 +108,8 @@ class Loss:
     def check_options(self, options):
         """The checked options as a dict, defaults filled in."""
         given = dict(options)
+        if self.takes_weight:
+            given.pop("weight", None)  # an array, checked against the inputs' shapes
         values = {opt.name: opt.check(given.pop(opt.name, opt.default), self.name)
                   for opt in self.options}
         if given:
@@ -97,7 +121,10 @@ class Loss:
     def kernel_options(self, values, dtype):
         """The element function's option tuple, in the compute dtype."""
         from fastloss.kernels.elements import OPTION_SLOTS
-        numbers = [float(values[opt.name]) for opt in self.options]
+        if self.kernel_values is not None:  # (kernel_values leaves out non-numeric options)
+            numbers = [float(v) for v in self.kernel_values(values)]
+        else:
+            numbers = [float(values[opt.name]) for opt in self.options]
         return tuple(dtype.type(v) for v in numbers + [0.0] * (OPTION_SLOTS - len(numbers)))
 
     def element_for(self, values):
@@ -116,11 +143,12 @@ class Loss:
     def _compute(self, y_true, y_pred, sample_weight, reduction, options, *,
                  want_value, want_grad, grad_output=None, out=None):
         option_values = self.check_options(options)
+        weight = options.get("weight") if self.takes_weight else None
         reduction = self.check_reduction(reduction)
         if self.convention == "torch" and sample_weight is not None:
             raise TypeError(f"{self.name} follows torch.nn.functional and takes no sample_weight")
         placement = Placement({"y_true": y_true, "y_pred": y_pred, "sample_weight": sample_weight,
-                               "grad_output": grad_output, "out": out})
+                               "weight": weight, "grad_output": grad_output, "out": out})
         xp = placement.xp
         p = placement.asarray(y_pred, "y_pred")
         t = placement.asarray(y_true, "y_true")
@@ -139,18 +167,36 @@ class Loss:
         t = t.reshape(t_shape)
         if t_shape != p_shape:
             t = xp.broadcast_to(t, p_shape)
+        if self.pred_range is not None and xp is np:
+            self._check_pred_range(p)
+        # Keras's axis: moved last (a contiguous copy), the gradient moved back at the end.
+        axis = option_values.get("axis", -1)
+        if not -len(p_shape) <= axis < len(p_shape):
+            raise ValueError(f"{self.name}: axis {axis} is out of range for y_pred of "
+                             f"{len(p_shape)} dimensions (shape {tuple(pred_shape)})")
+        axis %= len(p_shape)
+        moved = axis != len(p_shape) - 1
+        if moved:
+            unmoved_shape = p_shape
+            p = xp.ascontiguousarray(xp.moveaxis(p, axis, -1))
+            t = xp.moveaxis(t, axis, -1)
+            p_shape = p.shape
         # (a copy, when needed, is writable: kernels then see one array type, one compile)
         t = xp.ascontiguousarray(t, dtype=dtype)
+        if self.prepare_labels is not None:
+            t = self.prepare_labels(t, xp)
         grad = None
         if want_grad:
             grad = self._grad_buffer(out, placement, pred_shape, dtype)
+            if moved:  # out (possibly y_pred itself) receives the gradient moved back
+                final_grad, grad = grad, xp.empty(p.size, dtype)
 
         if self.convention == "keras":
             row_div = p_shape[-1] if self.row_reduction == "mean" else 1
             layout = keras_layout(self.name, placement, p_shape, sample_weight, reduction,
                                   grad_output, row_div)
         else:
-            layout = torch_layout(self.name, placement, p_shape, reduction, grad_output)
+            layout = torch_layout(self.name, placement, p_shape, reduction, grad_output, weight)
         n = p.size
         if n == 0:
             rows, value = layout.empty_values(dtype)
@@ -164,8 +210,29 @@ class Loss:
             value = rows.reshape(layout.rows_shape)
             if layout.row_factor != 1 and n:
                 value *= dtype.type(layout.row_factor)
+        if layout.finish is not None and want_value:
+            value = layout.finish(value, dtype)
+        if grad is not None and moved:
+            final_grad.reshape(unmoved_shape)[...] = xp.moveaxis(grad.reshape(p_shape), -1, axis)
+            grad = final_grad
         result_grad = None if grad is None else placement.result(grad.reshape(pred_shape))
         return (placement.result(value) if want_value else None), result_grad
+
+    def _check_pred_range(self, p):
+        """y_pred within pred_range, else ValueError (NaN is let through: it propagates)."""
+        if p.size == 0:
+            return
+        lo, hi = self.pred_range
+        pmin, pmax = p.min(), p.max()
+        if np.isnan(pmin):  # min/max are NaN: compare elementwise, NaN never fails
+            outside = (p < lo) | (p > hi)
+            if not outside.any():
+                return
+            pmin, pmax = np.nanmin(p), np.nanmax(p)
+        elif lo <= pmin and pmax <= hi:
+            return
+        raise ValueError(f"{self.name}: y_pred must lie in [{lo:g}, {hi:g}] (probabilities), "
+                         f"got values from {pmin} to {pmax}")
 
     def _grad_buffer(self, out, placement, pred_shape, dtype):
         xp = placement.xp
@@ -194,6 +261,7 @@ class Layout:
     rows_shape: tuple = None
     empty_values: object = None
     row_factor: float = 1.0
+    finish: object = None  # (value, dtype) -> the value returned, when the kernel's is not
 
 
 def _scalar_cotangent(name, grad_output, xp):
@@ -237,6 +305,9 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
     if sample_weight is not None:
         w = placement.asarray(sample_weight, "sample_weight")
         values_shape, w_shape = squeeze_or_expand_to_same_rank(values_shape, w.shape)
+        if values_shape == () and w_shape != ():
+            return _scalar_loss_times_weights(name, xp, C, w.reshape(w_shape), reduction,
+                                              grad_output, row_div)
         if not broadcasts_to(w_shape, values_shape):
             raise ValueError(f"{name}: sample_weight of shape {w.shape} does not broadcast to the "
                              f"per-sample loss of shape {tuple(p_shape[:-1])}")
@@ -287,21 +358,76 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
                   empty_values)
 
 
-def torch_layout(name, placement, p_shape, reduction, grad_output):
-    """torch.nn.functional: elementwise values; "mean" over all elements (NaN when empty)."""
+def _scalar_loss_times_weights(name, xp, C, w, reduction, grad_output, row_div):
+    """Keras on a 1-D y_pred with a non-scalar sample_weight: the scalar loss L times the
+    weights (Keras broadcasts them), then the reduction of that array: "none" L * w,
+    "sum" L * sum(w), "sum_over_batch_size" L * sum(w) / w.size, "mean_with_sample_weight"
+    L * sum(w) / sum(w) (0 where a divisor is 0); a result of shape (0,) is returned as it
+    is, whatever the reduction (Keras's reduce_values)."""
+    w = w.astype(np.float64)
+    mean = 1.0 / max(row_div, 1)  # the kernel's row sum -> L
+    if reduction == "none" or w.shape == (0,):
+        go = (xp.ones((), np.float64) if grad_output is None
+              else _row_cotangent(name, grad_output, xp, w.shape))
+        go = go if go.ndim == 0 else go.reshape(w.shape)
+        gscale = xp.sum(go * w) * mean if reduction == "none" else 0.0
+
+        def finish(value, dtype):
+            return value * w.astype(dtype)
+    else:
+        total = xp.sum(w)
+        divisor = (total if reduction == "mean_with_sample_weight"
+                   else float(w.size) if reduction != "sum" else 1.0)
+        factor = _divide_no_nan(total, divisor, xp)
+        gscale = _scalar_cotangent(name, grad_output, xp) * factor * mean
+
+        def finish(value, dtype):
+            # (value * total) / divisor, as Keras rounds it; 0 where the divisor is 0
+            return _divide_no_nan(value * total.astype(dtype), xp.asarray(divisor, dtype), xp)
+
+    def empty_values(dtype):  # an empty last axis: L is the mean of nothing
+        return None, dtype.type(np.nan if row_div == 0 else 0.0) if xp is np else xp.full(
+            (), np.nan if row_div == 0 else 0.0, dtype)
+    return Layout(max(C, 1), _ones(xp), _ones(xp), gscale, mean, None, empty_values,
+                  finish=finish)
+
+
+def _divide_no_nan(a, b, xp):
+    """a / b, and 0 where b is 0 (Keras's divide_no_nan); stays on the device for CuPy."""
+    if xp is np:
+        return a / b if b != 0 else np.zeros_like(a)[()]
+    return xp.where(b == 0, 0, a / xp.where(b == 0, 1, b))
+
+
+def torch_layout(name, placement, p_shape, reduction, grad_output, weight=None):
+    """torch.nn.functional: elementwise values; "mean" over all elements (NaN when empty).
+    weight (PyTorch's, broadcast to y_pred's shape) multiplies each element's loss: the
+    kernel then runs with rows of one element, each with its weight as row weight."""
     xp = placement.xp
     n = math.prod(p_shape)
+    w_rows = None
+    if weight is not None:
+        w = placement.asarray(weight, "weight")
+        if not broadcasts_to(w.shape, p_shape):
+            raise ValueError(f"{name}: weight of shape {tuple(w.shape)} does not broadcast to "
+                             f"y_pred of shape {tuple(p_shape)}")
+        w_rows = xp.ascontiguousarray(xp.broadcast_to(w.astype(np.float64), p_shape)).reshape(-1)
     if reduction == "none":
         go = _row_cotangent(name, grad_output, xp, p_shape)
         coef = _ones(xp) if go is None else _as_rows(go, xp)
+        if w_rows is not None:
+            coef = coef * w_rows
 
         def empty_values(dtype):
             return xp.empty(p_shape, dtype), None
-        return Layout(1, _ones(xp), coef, 1.0, 1.0, p_shape, empty_values)
+        return Layout(1, _ones(xp) if w_rows is None else w_rows, coef, 1.0, 1.0, p_shape,
+                      empty_values)
     go = _scalar_cotangent(name, grad_output, xp)
     inv = (1.0 / n if n else math.nan) if reduction == "mean" else 1.0
 
     def empty_values(dtype):
         v = inv * 0.0 if reduction == "mean" else 0.0
         return None, dtype.type(v) if xp is np else xp.full((), v, dtype)
+    if w_rows is not None:
+        return Layout(1, w_rows, w_rows, go * inv, inv, None, empty_values)
     return Layout(max(n, 1), _ones(xp), _ones(xp), go * inv, inv, None, empty_values)

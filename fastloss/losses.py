@@ -41,3 +41,75 @@ ALIASES = {
 }
 
 LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}
+
+
+# -- Binary classification ---------------------------------------------------------------
+
+def _hinge_labels(t, xp):
+    """Keras's convert_binary_labels_to_hinge: when every label is 0 or 1 they become -1/1.
+    On the GPU the test stays on the device (no synchronisation)."""
+    is_binary = xp.all((t == 0) | (t == 1))
+    if xp.__name__ == "numpy":
+        return 2 * t - 1 if is_binary else t
+    return xp.where(is_binary, 2 * t - 1, t)
+
+
+_FROM_LOGITS = Option("from_logits", False, "bool")
+_LABEL_SMOOTHING = Option("label_smoothing", 0.0, "probability")
+_AXIS = Option("axis", -1, "int")
+
+# Keras 3 semantics.
+binary_crossentropy = Loss(
+    "binary_crossentropy", lambda v: "bce_logits" if v["from_logits"] else "bce_probs", "keras",
+    (_FROM_LOGITS, _LABEL_SMOOTHING, _AXIS), kernel_values=lambda v: (v["label_smoothing"],),
+    summary="mean over axis of -(y log p + (1 - y) log(1 - p)); p clipped to "
+            "[1e-7, 1 - 1e-7], or sigmoid(y_pred) with from_logits; y = y_true smoothed "
+            "towards 0.5")
+binary_focal_crossentropy = Loss(
+    "binary_focal_crossentropy",
+    lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs", "keras",
+    (Option("apply_class_balancing", False, "bool"), Option("alpha", 0.25, "probability"),
+     Option("gamma", 2.0), _FROM_LOGITS, _LABEL_SMOOTHING, _AXIS),
+    kernel_values=lambda v: (v["apply_class_balancing"], v["alpha"], v["gamma"],
+                             v["label_smoothing"]),
+    summary="mean over axis of (1 - p_t)**gamma * binary crossentropy, times alpha_t when "
+            "apply_class_balancing")
+hinge = Loss("hinge", "hinge", "keras", prepare_labels=_hinge_labels,
+             summary="mean of max(1 - y_true * y_pred, 0); 0/1 labels become -1/1")
+squared_hinge = Loss("squared_hinge", "squared_hinge", "keras", prepare_labels=_hinge_labels,
+                     summary="mean of max(1 - y_true * y_pred, 0)**2; 0/1 labels become -1/1")
+kl_divergence = Loss("kl_divergence", "kl_divergence", "keras", row_reduction="sum",
+                     summary="sum over the last axis of t * log(t / p), t and p clipped to "
+                             "[1e-7, 1]")
+
+# torch.nn.functional semantics.
+binary_cross_entropy = Loss(
+    "binary_cross_entropy", "torch_bce", "torch", pred_range=(0.0, 1.0), takes_weight=True,
+    summary="-weight * (t * max(log p, -100) + (1 - t) * max(log(1 - p), -100)); y_pred in "
+            "[0, 1]")
+binary_cross_entropy_with_logits = Loss(
+    "binary_cross_entropy_with_logits", "bce_logits", "torch", takes_weight=True,
+    summary="-weight * (t * log sigmoid(x) + (1 - t) * log sigmoid(-x))")
+soft_margin_loss = Loss("soft_margin_loss", "soft_margin", "torch",
+                        summary="log(1 + exp(-y * x))")
+
+
+class _ElementwiseByDefault(Loss):
+    """Optax's losses return elementwise values: reduction defaults to "none"."""
+    default_reduction = "none"
+
+
+# Optax semantics: elementwise values (reduction "none" by default; "mean", "sum" too).
+sigmoid_focal_loss = _ElementwiseByDefault(
+    "sigmoid_focal_loss", "sigmoid_focal", "torch",
+    (Option("alpha", None, "probability", allow_none=True), Option("gamma", 2.0)),
+    kernel_values=lambda v: (-1.0 if v["alpha"] is None else v["alpha"], v["gamma"]),
+    summary="sigmoid crossentropy * (1 - p_t)**gamma, times alpha_t unless alpha is None "
+            "(Optax; y_true first)")
+
+ALIASES.update({
+    "bce": binary_crossentropy, "BCE": binary_crossentropy,
+    "kld": kl_divergence, "KLD": kl_divergence,
+})
+
+LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}

@@ -22,20 +22,27 @@ ELEMENTS = {}
 OPTION_SLOTS = 4
 
 
-def _sign(x):
-    T = type(x)
-    return T(1.0) if x > T(0.0) else (T(-1.0) if x < T(0.0) else T(0.0))
-
-
-sign = njit(inline="always")(_sign)
-# Plain helper functions the element functions call; the CUDA build compiles them too.
-HELPERS = {"sign": _sign}
+# Plain helper functions the element functions call, by name; pointwise_cuda compiles
+# them for CUDA too (and resolves their names, like the elements', among the CUDA ones).
+HELPERS = {}
 
 
 def element(fn):
     """Register an element function and compile it for inlining into CPU kernels."""
     ELEMENTS[fn.__name__] = fn
     return njit(inline="always")(fn)
+
+
+def helper(fn):
+    """Register a helper of the element functions, compiled like them."""
+    HELPERS[fn.__name__] = fn
+    return njit(inline="always")(fn)
+
+
+@helper
+def sign(x):
+    T = type(x)
+    return T(1.0) if x > T(0.0) else (T(-1.0) if x < T(0.0) else T(0.0))
 
 
 # Keras's clipping epsilon (keras.backend.epsilon()).
@@ -118,3 +125,237 @@ def poisson(t, p, o):
     T = type(p)
     shifted = p + T(EPSILON)
     return p - t * log(shifted), T(1.0) - t / shifted
+
+
+# -- Binary classification ---------------------------------------------------------------
+# Where a clip bound or the kink of a max() is hit exactly, the gradient is half the
+# one-sided one, as JAX's clip/maximum (and PyTorch's maximum) differentiate a tie.
+# log and exp never see an argument outside their domain or range (log(0), exp(1000)):
+# the CUDA simulator runs Python's math functions, which raise there.
+
+_NAN = float("nan")
+
+
+@helper
+def clip(x, lo, hi):
+    """(x clipped to [lo, hi], its slope): 1 inside, 1/2 at a bound, 0 outside and for
+    NaN (whose clipped value stays NaN)."""
+    T = type(x)
+    xc = lo if x < lo else (hi if x > hi else x)
+    slope = (T(1.0) if x < hi else (T(0.5) if x == hi else T(0.0))) if x > lo else (
+        T(0.5) if x == lo else T(0.0))
+    return xc, slope
+
+
+@helper
+def smooth(t, ls):
+    """Keras's label smoothing: t squeezed towards 1/2 by ls (exactly t for ls = 0)."""
+    T = type(t)
+    return t * (T(1.0) - ls) + T(0.5) * ls
+
+
+@helper
+def class_balance(y, alpha):
+    """The focal losses' class weight: alpha for label 1, 1 - alpha for label 0."""
+    T = type(y)
+    return y * alpha + (T(1.0) - y) * (T(1.0) - alpha)
+
+
+@helper
+def sigmoids(x):
+    """(sigmoid(x), sigmoid(-x), exp(-|x|)).  1 - sigmoid(x) is taken as sigmoid(-x), not
+    as a difference, so both keep their relative precision at any logit; exp only sees
+    arguments <= 0, so nothing overflows."""
+    T = type(x)
+    e = exp(-abs(x))
+    r = T(1.0) / (T(1.0) + e)
+    er = e * r
+    return (r if x >= T(0.0) else er), (er if x >= T(0.0) else r), e
+
+
+@helper
+def softplus(z):
+    """(log(1 + exp(z)), its derivative sigmoid(z)), as log1p(exp(-|z|)) + max(z, 0):
+    exact where exp(z) would overflow."""
+    T = type(z)
+    s, c, e = sigmoids(z)
+    return log1p(e) + (z if z > T(0.0) else T(0.0)), s
+
+
+@helper
+def logistic_ce(y, x):
+    """(-y log sigmoid(x) - (1 - y) log sigmoid(-x), its derivative in x, sigmoid(x),
+    sigmoid(-x)), as log1p(exp(-|x|)) + y max(-x, 0) + (1 - y) max(x, 0): exact for any
+    finite logit."""
+    T = type(x)
+    one = T(1.0)
+    zero = T(0.0)
+    s, c, e = sigmoids(x)
+    loss = log1p(e) + y * (zero if x > zero else -x) + (one - y) * (x if x > zero else zero)
+    return loss, (one - y) * s - y * c, s, c
+
+
+@helper
+def clipped_bce(y, prob, comp):
+    """Keras's crossentropy of a probability, -(y log P + (1 - y) log(1 - P)) with P =
+    prob clipped to [1e-7, 1 - 1e-7], and its derivative in prob (none where clipped).
+    comp = 1 - prob comes from the caller (from logits it is sigmoid(-x), exact where
+    1 - sigmoid(x) would cancel); clipped to [1 - hi, 1 - lo] it is 1 - P at the bounds."""
+    T = type(prob)
+    one = T(1.0)
+    lo = T(EPSILON)
+    hi = T(1.0 - EPSILON)
+    pc, slope = clip(prob, lo, hi)
+    cc = clip(comp, one - hi, one - lo)[0]
+    return -(y * log(pc) + (one - y) * log(cc)), ((one - y) / cc - y / pc) * slope
+
+
+@helper
+def focal_power(q, gamma, dq):
+    """(q**gamma, gamma q**(gamma - 1) dq): the focal factor of q = 1 - p_t and its
+    derivative, given dq = d q / d y_pred up to its sign.  Exact for the default gamma = 2;
+    q**0 = 1 (also at q = 0).  At q = 0 the derivative is dq for gamma = 1, else 0 (for
+    0 < gamma < 1 it is unbounded: 0 is the value's one-sided minimum).  q < 0 (a
+    probability outside [0, 1]) gives NaN, without a log of a negative number.  The
+    quotient is dq / q where dq <= q (sigmoid'(x) <= 1 - p_t), so it cannot overflow, and
+    q**gamma / q where dq > q (probabilities: dq = 1, q may be subnormal)."""
+    T = type(q)
+    one = T(1.0)
+    zero = T(0.0)
+    two = T(2.0)
+    power = q * q if gamma == two else (one if gamma == zero else (
+        exp(gamma * log(q)) if q > zero else (zero if q == zero else T(_NAN))))
+    d = two * q * dq if gamma == two else (
+        (gamma * power * (dq / q) if dq <= q else gamma * power / q * dq) if q != zero
+        else (dq if gamma == one else zero))
+    return power, d
+
+
+@helper
+def keras_focal(y, prob, comp, dprob, o):
+    """Keras's binary focal crossentropy of a probability and its derivative in y_pred:
+    w (1 - p_t)**gamma bce, bce as clipped_bce, 1 - p_t = y comp + (1 - y) prob (prob
+    unclipped, as Keras), w = class_balance(y, alpha) when balancing, else 1.
+    y: the smoothed label; comp = 1 - prob; dprob = d prob / d y_pred;
+    o = (apply_class_balancing, alpha, gamma, label_smoothing)."""
+    T = type(prob)
+    one = T(1.0)
+    bce, dbce = clipped_bce(y, prob, comp)
+    focal, dfocal = focal_power(y * comp + (one - y) * prob, o[2], dprob)
+    w = class_balance(y, o[1]) if o[0] != T(0.0) else one
+    return w * focal * bce, w * (dfocal * (one - T(2.0) * y) * bce + focal * dbce * dprob)
+
+
+@element
+def bce_probs(t, p, o):
+    """Keras's binary_crossentropy on probabilities: labels smoothed by o[0], p clipped."""
+    return clipped_bce(smooth(t, o[0]), p, type(p)(1.0) - p)
+
+
+@element
+def bce_logits(t, p, o):
+    """-y log sigmoid(x) - (1 - y) log sigmoid(-x), y = labels smoothed by o[0]: Keras's
+    binary_crossentropy(from_logits=True) and PyTorch's binary_cross_entropy_with_logits
+    (o[0] = 0)."""
+    loss, g, s, c = logistic_ce(smooth(t, o[0]), p)
+    return loss, g
+
+
+@element
+def binary_focal_probs(t, p, o):
+    """Keras's binary_focal_crossentropy on probabilities (o as keras_focal's)."""
+    T = type(p)
+    return keras_focal(smooth(t, o[3]), p, T(1.0) - p, T(1.0), o)
+
+
+@element
+def binary_focal_logits(t, p, o):
+    """Keras's binary_focal_crossentropy(from_logits=True): keras_focal of s = sigmoid(x)
+    (its crossentropy clipped too), with 1 - s and sigmoid'(x) = s (1 - s) taken from the
+    rounded s, as Keras and JAX's sigmoid derivative take them.  (sigmoid(-x) would be
+    more precise where s nears 1, but Keras's float32 values differ from it by up to 1e-3
+    relative for x in about [8, 17]; past that s is clipped, both ways alike.)"""
+    T = type(p)
+    s = sigmoids(p)[0]
+    comp = T(1.0) - s
+    return keras_focal(smooth(t, o[3]), s, comp, s * comp, o)
+
+
+@element
+def sigmoid_focal(t, p, o):
+    """Optax's sigmoid_focal_loss: ce (1 - p_t)**gamma, times class_balance(t, alpha) when
+    o[0] >= 0 (alpha=None is passed as -1).  ce = logistic_ce (unclipped),
+    1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x).  o = (alpha, gamma)."""
+    T = type(p)
+    one = T(1.0)
+    ce, dce, s, c = logistic_ce(t, p)
+    focal, dfocal = focal_power(t * c + (one - t) * s, o[1], s * c)
+    w = class_balance(t, o[0]) if o[0] >= T(0.0) else one
+    return w * ce * focal, w * (dce * focal + ce * (one - T(2.0) * t) * dfocal)
+
+
+@element
+def hinge(t, p, o):
+    """Keras's hinge: max(1 - t p, 0) (labels already -1/1)."""
+    T = type(p)
+    m = T(1.0) - t * p
+    loss = T(0.0) if m < T(0.0) else m
+    # slope 1 above the kink, 1/2 at it, 0 below; NaN stays NaN.
+    slope = T(1.0) if m > T(0.0) else (T(0.5) if m == T(0.0) else (T(0.0) if m < T(0.0) else m))
+    return loss, -t * slope
+
+
+@element
+def squared_hinge(t, p, o):
+    """Keras's squared_hinge: max(1 - t p, 0)**2."""
+    T = type(p)
+    m = T(1.0) - t * p
+    mp = T(0.0) if m < T(0.0) else m
+    return mp * mp, T(-2.0) * t * mp
+
+
+@element
+def kl_divergence(t, p, o):
+    """Keras's kl_divergence term: t log(t / p), t and p clipped to [1e-7, 1]."""
+    T = type(p)
+    lo = T(EPSILON)
+    one = T(1.0)
+    tc = clip(t, lo, one)[0]
+    pc = clip(p, lo, one)[0]
+    r = tc / pc
+    # -r inside, selected rather than multiplied by clip's slope: with r shared by the value,
+    # LLVM reassociated the product differently in the gradient-only and the fused kernel
+    # (their gradients then differed in the last bit).  Half at a bound; NaN stays NaN.
+    g = (-r if p < one else (T(-0.5) * r if p == one else T(0.0))) if p > lo else (
+        T(-0.5) * r if p == lo else (T(0.0) if p < lo else r))
+    return tc * log(r), g
+
+
+@element
+def torch_bce(t, p, o):
+    """PyTorch's binary_cross_entropy: -(t max(log p, -100) + (1 - t) max(log1p(-p), -100));
+    its backward (p - t) / max(p (1 - p), 1e-12), as PyTorch defines it.  p outside [0, 1]
+    (which the front end rejects on the CPU) gives NaN, never a log of a negative number
+    (the CUDA simulator's math.log raises on it)."""
+    T = type(p)
+    one = T(1.0)
+    floor = T(-100.0)
+    lp = log(p) if p > T(0.0) else (floor if p == T(0.0) else T(_NAN))
+    lq = log1p(-p) if p < one else (floor if p == one else T(_NAN))
+    lp = floor if lp < floor else lp
+    lq = floor if lq < floor else lq
+    loss = -(t * lp + (one - t) * lq)
+    pq = p * (one - p)
+    eps = T(9.999999960041972e-13)  # PyTorch: float EPSILON = 1e-12, in any dtype
+    g = (p - t) / (eps if pq < eps else pq)
+    g = g if p >= T(0.0) else T(_NAN)
+    g = g if p <= one else T(_NAN)
+    return loss, g
+
+
+@element
+def soft_margin(t, p, o):
+    """PyTorch's soft_margin_loss: log(1 + exp(-t x)), as softplus(-t x) (finite where
+    PyTorch's exp(-t x) overflows)."""
+    loss, s = softplus(-t * p)
+    return loss, -t * s

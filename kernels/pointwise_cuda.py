@@ -35,18 +35,21 @@ def plan(R, C):
 
 _plan = cuda.jit(device=True, inline="always")(plan)
 
-# The element functions' math names, rebound to what CUDA lowers natively.
-_CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p,
-              **{name: cuda.jit(device=True, inline="always")(fn)
-                 for name, fn in elements.HELPERS.items()}}
+# The element functions' names - math functions and helpers - rebound to their CUDA
+# versions: the math to what CUDA lowers natively, the helpers compiled in this namespace
+# (so a helper calling exp or another helper gets the CUDA one too).
+_CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p}
+_NAMESPACE = {**vars(elements), **_CUDA_MATH}
 
 
 def _for_cuda(fn):
-    retargeted = types.FunctionType(fn.__code__, {**fn.__globals__, **_CUDA_MATH},
-                                    fn.__name__, fn.__defaults__, fn.__closure__)
+    retargeted = types.FunctionType(fn.__code__, _NAMESPACE, fn.__name__, fn.__defaults__,
+                                    fn.__closure__)
     return cuda.jit(device=True, inline="always")(retargeted)
 
 
+for _name, _fn in elements.HELPERS.items():
+    _CUDA_MATH[_name] = _NAMESPACE[_name] = _for_cuda(_fn)
 ELEMENTS = {name: _for_cuda(fn) for name, fn in elements.ELEMENTS.items()}
 
 
