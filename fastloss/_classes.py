@@ -59,6 +59,17 @@ CLASS_NAMES = {
     "BCELoss": "binary_cross_entropy",
     "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
     "SoftMarginLoss": "soft_margin_loss",
+    "KLDivLoss": "kl_div",
+    "CategoricalCrossentropy": "categorical_crossentropy",
+    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
+    "CategoricalFocalCrossentropy": "categorical_focal_crossentropy",
+    "CosineSimilarity": "cosine_similarity",
+    "CategoricalHinge": "categorical_hinge",
+    "CategoricalGeneralizedCrossEntropy": "categorical_generalized_cross_entropy",
+    "CrossEntropyLoss": "cross_entropy",
+    "NLLLoss": "nll_loss",
+    "MultiMarginLoss": "multi_margin_loss",
+    "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss",
 }
 
 CLASSES = {cls: _loss_class(cls, _losses.LOSSES[fn]) for cls, fn in CLASS_NAMES.items()}

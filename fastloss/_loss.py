@@ -16,11 +16,13 @@ TORCH_REDUCTIONS = ("mean", "sum", "none")
 class Option:
     """A loss's scalar option: its name (as the source library spells it), default, and
     the rule it must obey: "nonnegative", "positive", "any" (finite), "probability"
-    (in [0, 1]), "bool" or "int" (an axis)."""
+    (in [0, 1]), "open_unit" (in (0, 1)), "bool" or "int" (an axis, a class index; one of
+    ``choices`` when given)."""
     name: str
     default: float
     rule: str = "nonnegative"
     allow_none: bool = False  # None is a valid value (e.g. Optax's alpha=None)
+    choices: tuple = ()
 
     def check(self, value, loss_name):
         if value is None and self.allow_none:
@@ -31,7 +33,11 @@ class Option:
             return bool(value)
         if self.rule == "int":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"{loss_name}: {self.name} must be an integer, got {value!r}")
+                raise TypeError(f"{loss_name}: {self.name} must be an integer"
+                                + (" or None" if self.allow_none else "") + f", got {value!r}")
+            if self.choices and value not in self.choices:
+                raise ValueError(f"{loss_name}: {self.name} must be one of {self.choices}, "
+                                 f"got {value}")
             return int(value)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"{loss_name}: {self.name} must be a real number, got {value!r}")
@@ -39,9 +45,10 @@ class Option:
         bad = (not math.isfinite(value)
                or (self.rule in ("nonnegative", "positive", "probability") and value < 0)
                or (self.rule == "positive" and value == 0)
-               or (self.rule == "probability" and value > 1))
+               or (self.rule == "probability" and value > 1)
+               or (self.rule == "open_unit" and not 0 < value < 1))
         if bad:
-            rule = "in [0, 1]" if self.rule == "probability" else self.rule
+            rule = {"probability": "in [0, 1]", "open_unit": "in (0, 1)"}.get(self.rule, self.rule)
             raise ValueError(f"{loss_name}: {self.name} must be {rule} and finite, got {value}")
         return value
 
@@ -118,13 +125,15 @@ class Loss:
                             + (f"its options are {known}" if known else "it takes no options"))
         return values
 
-    def kernel_options(self, values, dtype):
-        """The element function's option tuple, in the compute dtype."""
+    def kernel_options(self, values, dtype, names=None):
+        """The element function's option tuple, in the compute dtype: kernel_values of the
+        options, or the options ``names`` (default: all) in declaration order."""
         from fastloss.kernels.elements import OPTION_SLOTS
         if self.kernel_values is not None:  # (kernel_values leaves out non-numeric options)
             numbers = [float(v) for v in self.kernel_values(values)]
         else:
-            numbers = [float(values[opt.name]) for opt in self.options]
+            names = [opt.name for opt in self.options] if names is None else names
+            numbers = [float(values[name]) for name in names]
         return tuple(dtype.type(v) for v in numbers + [0.0] * (OPTION_SLOTS - len(numbers)))
 
     def element_for(self, values):

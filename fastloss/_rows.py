@@ -7,41 +7,11 @@ predictions' shape, the class axis (Keras's ``axis``; PyTorch's dim 1), PyTorch'
 """
 
 import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from ._arrays import Placement, broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ._loss import Layout, Loss, Option, _as_rows, _ones, _row_cotangent, _scalar_cotangent, keras_layout
 from ._run import KernelCall, run
-
-
-@dataclass(frozen=True)
-class IntegerOption(Option):
-    """An integer option (a class index, an axis); None where ``allow_none``; one of
-    ``choices`` when given."""
-    choices: tuple = ()
-
-    def check(self, value, loss_name):
-        if value is None and self.allow_none:
-            return None
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{loss_name}: {self.name} must be an integer"
-                            + (" or None" if self.allow_none else "") + f", got {value!r}")
-        if self.choices and value not in self.choices:
-            raise ValueError(f"{loss_name}: {self.name} must be one of {self.choices}, got {value}")
-        return int(value)
-
-
-@dataclass(frozen=True)
-class OpenUnitOption(Option):
-    """A number strictly between 0 and 1 (Keras's q)."""
-
-    def check(self, value, loss_name):
-        value = Option(self.name, self.default, "any").check(value, loss_name)
-        if not 0.0 < value < 1.0:
-            raise ValueError(f"{loss_name}: {self.name} must be in (0, 1), got {value}")
-        return value
 
 
 class RowLoss(Loss):
@@ -60,7 +30,7 @@ class RowLoss(Loss):
                  ignore=None, class_weight=False, torch_mean="rows", kernel_values=None,
                  default_reduction=None):
         super().__init__(name, element, convention, options, summary,
-                         kernel_values=kernel_values)
+                         kernel_values=kernel_values, takes_weight=class_weight)
         self.targets = targets
         self.ignore = ignore
         self.class_weight = class_weight
@@ -73,13 +43,12 @@ class RowLoss(Loss):
 
     def kernel_options(self, values, dtype):
         """The row element's option tuple: the axis and the ignored label are not its."""
-        from fastloss.kernels.elements import OPTION_SLOTS
-        if self.kernel_values is not None:
-            numbers = [float(v) for v in self.kernel_values(values)]
-        else:
-            numbers = [float(values[opt.name]) for opt in self.options
-                       if opt.name not in ("axis", self.ignore)]
-        return tuple(dtype.type(v) for v in numbers + [0.0] * (OPTION_SLOTS - len(numbers)))
+        numeric = {k: v for k, v in values.items() if k not in ("axis", self.ignore)}
+        kept = [opt for opt in self.options if opt.name in numeric]
+        if self.kernel_values is None:
+            return super().kernel_options({o.name: numeric[o.name] for o in kept}, dtype,
+                                          names=[o.name for o in kept])
+        return super().kernel_options(values, dtype)
 
     def _compute(self, y_true, y_pred, sample_weight, reduction, options, *,
                  want_value, want_grad, grad_output=None, out=None):

@@ -4,7 +4,12 @@ Adding a pointwise loss: write its element function, regenerate the kernels
 (``python -m fastloss.kernels._generate``), and add one line here and a reference in tests.
 """
 
-from ._loss import Loss, Option
+import math
+
+import numpy as np
+
+from ._arrays import Placement, broadcasts_to
+from ._loss import TORCH_REDUCTIONS, Loss, Option
 
 _DELTA = Option("delta", 1.0)
 
@@ -87,11 +92,73 @@ binary_cross_entropy = Loss(
     "binary_cross_entropy", "torch_bce", "torch", pred_range=(0.0, 1.0), takes_weight=True,
     summary="-weight * (t * max(log p, -100) + (1 - t) * max(log(1 - p), -100)); y_pred in "
             "[0, 1]")
-binary_cross_entropy_with_logits = Loss(
+class _BCEWithLogits(Loss):
+    """PyTorch's pos_weight (broadcast along the last axis) scales the positive term:
+    (1 - y) sp(x) + pw y sp(-x) = l * bce(y', x) with l = 1 + (pw - 1) y and
+    1 - y' = (1 - y) / l, so it runs as the plain loss with labels y' and weight * l."""
+
+    def _compute(self, y_true, y_pred, sample_weight, reduction, options, **kw):
+        options = dict(options)
+        pos_weight = options.pop("pos_weight", None)
+        if pos_weight is not None:
+            placement = Placement({"y_true": y_true, "y_pred": y_pred, "pos_weight": pos_weight,
+                                   "weight": options.get("weight")})
+            xp = placement.xp
+            p_shape = placement.asarray(y_pred, "y_pred").shape
+            pw = placement.asarray(pos_weight, "pos_weight").astype(np.float64)
+            if not broadcasts_to(pw.shape, p_shape):
+                raise ValueError(f"{self.name}: pos_weight of shape {pw.shape} does not broadcast "
+                                 f"to y_pred of shape {p_shape}")
+            y = placement.asarray(y_true, "y_true").astype(np.float64)
+            scale = 1 + (pw - 1) * y
+            kept = scale != 0  # (a zero scale zeroes the element whatever y' is)
+            y_true = xp.where(kept, 1 - (1 - y) / xp.where(kept, scale, 1.0), 1.0)
+            weight = options.get("weight")
+            options["weight"] = scale if weight is None else (
+                placement.asarray(weight, "weight") * scale)
+        return super()._compute(y_true, y_pred, sample_weight, reduction, options, **kw)
+
+    def check_options(self, options):
+        return super().check_options({k: v for k, v in options.items() if k != "pos_weight"})
+
+
+binary_cross_entropy_with_logits = _BCEWithLogits(
     "binary_cross_entropy_with_logits", "bce_logits", "torch", takes_weight=True,
-    summary="-weight * (t * log sigmoid(x) + (1 - t) * log sigmoid(-x))")
+    summary="-weight * (pos_weight * t * log sigmoid(x) + (1 - t) * log sigmoid(-x))")
 soft_margin_loss = Loss("soft_margin_loss", "soft_margin", "torch",
                         summary="log(1 + exp(-y * x))")
+
+
+class _KLDiv(Loss):
+    """PyTorch's kl_div takes reduction "batchmean" too: the sum over the first axis's
+    length (what "mean" means for a KL divergence)."""
+
+    def check_reduction(self, reduction):
+        if isinstance(reduction, str) and reduction == "batchmean":
+            return reduction
+        return super().check_reduction(reduction)
+
+    def _compute(self, y_true, y_pred, sample_weight, reduction, options, *, grad_output=None,
+                 **kw):
+        if reduction != "batchmean":
+            return super()._compute(y_true, y_pred, sample_weight, reduction, options,
+                                    grad_output=grad_output, **kw)
+        shape = np.shape(y_pred)
+        batch = shape[0] if shape else 1
+        inv = 1.0 / batch if batch else math.nan
+        go = inv if grad_output is None else grad_output * inv
+        value, grad = super()._compute(y_true, y_pred, sample_weight, "sum", options,
+                                       grad_output=go, **kw)
+        if value is not None:
+            value = value * value.dtype.type(inv)
+        return value, grad
+
+
+kl_div = _KLDiv("kl_div", "torch_kl_div", "torch", Option("log_target", False, "bool"),
+                summary="target * (log target - input), input a log-probability (or "
+                        "exp(target) * (target - input) with log_target); "
+                        "reductions also \"batchmean\"")
+assert "batchmean" not in TORCH_REDUCTIONS
 
 
 class _ElementwiseByDefault(Loss):
@@ -113,3 +180,9 @@ ALIASES.update({
 })
 
 LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}
+
+# The row-wise losses (cross-entropies over classes, ...) have their own table.
+from . import row_losses  # noqa: E402
+
+LOSSES.update(row_losses.LOSSES)
+ALIASES.update(row_losses.ALIASES)

@@ -7,11 +7,11 @@ tests/references.py.
 """
 
 from ._loss import Option
-from ._rows import IntegerOption, OpenUnitOption, RowLoss
+from ._rows import RowLoss
 
 _FROM_LOGITS = Option("from_logits", False, "bool")
 _LABEL_SMOOTHING = Option("label_smoothing", 0.0, "probability")
-_AXIS = IntegerOption("axis", -1)
+_AXIS = Option("axis", -1, "int")
 
 
 def _logits_or_probabilities(values):
@@ -28,7 +28,7 @@ categorical_crossentropy = RowLoss(
             "clipped to [1e-7, 1 - 1e-7]; y = y_true smoothed towards 1/C")
 sparse_categorical_crossentropy = RowLoss(
     "sparse_categorical_crossentropy", _logits_or_probabilities, "keras",
-    (_FROM_LOGITS, IntegerOption("ignore_class", None, allow_none=True), _AXIS),
+    (_FROM_LOGITS, Option("ignore_class", None, "int", allow_none=True), _AXIS),
     ignore="ignore_class", kernel_values=lambda v: (0.0, 0.0),
     summary="-log q_y for integer labels y, q as categorical_crossentropy; rows labelled "
             "ignore_class count as masked (loss 0, left out of the mean)")
@@ -46,25 +46,25 @@ categorical_hinge = RowLoss(
     summary="max(max_j (1 - y_j) p_j - sum_j y_j p_j + 1, 0)")
 categorical_generalized_cross_entropy = RowLoss(
     "categorical_generalized_cross_entropy", "generalized_cross_entropy", "keras",
-    (OpenUnitOption("q", 0.5),),
+    (Option("q", 0.5, "open_unit"),),
     summary="(1 - p_y**q) / q for integer labels y and probabilities p")
 
 # torch.nn.functional semantics: the class axis is dim 1 (or 0 for one sample).
 _WEIGHTED_MEAN = "weights"
 cross_entropy = RowLoss(
     "cross_entropy", "softmax_cross_entropy", "torch",
-    (IntegerOption("ignore_index", -100), _LABEL_SMOOTHING), targets="either",
+    (Option("ignore_index", -100, "int"), _LABEL_SMOOTHING), targets="either",
     ignore="ignore_index", class_weight=True, torch_mean=_WEIGHTED_MEAN,
     kernel_values=lambda v: (v["label_smoothing"], 0.0),
     summary="softmax cross-entropy of logits against class indices (or probabilities of the "
             "input's shape); weight, ignore_index, label_smoothing as PyTorch")
 nll_loss = RowLoss(
-    "nll_loss", "negative_log_likelihood", "torch", (IntegerOption("ignore_index", -100),),
+    "nll_loss", "negative_log_likelihood", "torch", (Option("ignore_index", -100, "int"),),
     ignore="ignore_index", class_weight=True, torch_mean=_WEIGHTED_MEAN,
     summary="-weight[y] * input[y] for class indices y (input: log-probabilities)")
 multi_margin_loss = RowLoss(
     "multi_margin_loss", "multi_margin", "torch",
-    (IntegerOption("p", 1, choices=(1, 2)), Option("margin", 1.0, "any")), class_weight=True,
+    (Option("p", 1, "int", choices=(1, 2)), Option("margin", 1.0, "any")), class_weight=True,
     summary="sum_{j != y} weight[y] max(0, margin - x_y + x_j)**p / C, p = 1 or 2")
 multilabel_soft_margin_loss = RowLoss(
     "multilabel_soft_margin_loss", "multilabel_soft_margin", "torch", targets="dense",

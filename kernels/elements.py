@@ -359,3 +359,17 @@ def soft_margin(t, p, o):
     PyTorch's exp(-t x) overflows)."""
     loss, s = softplus(-t * p)
     return loss, -t * s
+
+
+@element
+def torch_kl_div(t, p, o):
+    """PyTorch's kl_div with the input p a log-probability: t (log t - p), 0 where t = 0
+    (xlogy), NaN for t < 0; with log_target (o[0] = 1) exp(t) (t - p).  d/dp = -t
+    (-exp(t))."""
+    T = type(p)
+    zero = T(0.0)
+    if o[0] != zero:
+        e = exp(t)
+        return e * (t - p), -e
+    t_log_t = t * log(t) if t > zero else (zero if t == zero else T(_NAN))
+    return t_log_t - t * p, -t

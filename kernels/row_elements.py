@@ -24,7 +24,7 @@ from math import sqrt
 from numba import njit
 
 from ._math import exp, exp_bounded, log
-from .elements import EPSILON, bce_logits
+from .elements import EPSILON, bce_logits, clip
 from .pointwise import FASTMATH
 
 ROW_ELEMENTS = {}
@@ -78,18 +78,9 @@ def class_weight(cw, j):
 
 @helper
 def clip_probability(q):
-    """``(clip(q, eps, 1 - eps), d clip / dq)`` as Keras clips probabilities; at a bound
-    the slope is 1/2, as JAX differentiates the tie of its maximum/minimum."""
+    """``(clip(q, eps, 1 - eps), its slope)`` as Keras clips probabilities."""
     T = type(q)
-    lo = T(EPSILON)
-    hi = T(1.0 - EPSILON)
-    if q > lo and q < hi:
-        return q, T(1.0)
-    if q == lo or q == hi:
-        return q, T(0.5)
-    if q != q:  # NaN stays NaN, in the value and the gradient
-        return q, T(1.0)
-    return (lo if q < lo else hi), T(0.0)
+    return clip(q, T(EPSILON), T(1.0 - EPSILON))
 
 
 @helper
