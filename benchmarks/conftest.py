@@ -20,7 +20,7 @@ def _sample(n, dtype, row):
 @pytest.fixture(scope="session")
 def sample():
     """``sample(n, dtype="float32", row=1000)`` -> (y_true, y_pred, out), made once per
-    session: shape ``(n // row, row)``, values in [0.1, 2), ``out`` a gradient buffer."""
+    session: shape ``(n // row, row)``, values in [0.05, 0.95), ``out`` a gradient buffer."""
     def make(n, dtype="float32", row=_bench.ROW):
         return _sample(n, dtype, row)
     return make

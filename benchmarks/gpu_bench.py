@@ -87,8 +87,8 @@ def main():
     args = parser.parse_args()
     n = args.n
     rng = cupy.random.default_rng(0)
-    t = rng.uniform(0.1, 2.0, n, dtype=cupy.float32).reshape(-1, args.row)
-    p = rng.uniform(0.1, 2.0, n, dtype=cupy.float32).reshape(-1, args.row)
+    t = rng.uniform(0.05, 0.95, n, dtype=cupy.float32).reshape(-1, args.row)
+    p = rng.uniform(0.05, 0.95, n, dtype=cupy.float32).reshape(-1, args.row)
     out = cupy.empty_like(p)
     copy_dst = cupy.empty(2 * n, cupy.float32)
     copy_src = cupy.empty(2 * n, cupy.float32)

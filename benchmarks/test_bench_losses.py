@@ -74,5 +74,5 @@ def test_cross_entropy_integer_labels(benchmark, sample, mode, impl):
         labels = _bench.targets_for(fastloss.cross_entropy, t, p)
         nbytes = _bench.moved_bytes(mode, labels, p)
     benchmark.extra_info.update(loss="cross_entropy", mode=mode, impl=impl, bytes=nbytes,
-                                shape=list(CROSS_ENTROPY_SHAPE))
+                                n=rows * classes, shape=list(CROSS_ENTROPY_SHAPE))
     benchmark(fn)

@@ -15,8 +15,8 @@ def warmup(args):
     from fastloss._bench import targets_for
 
     def call_all(xp, dtype):
-        t = xp.asarray(np.linspace(0.1, 1.9, 6).reshape(2, 3), dtype=dtype)
-        p = xp.asarray(np.linspace(1.9, 0.1, 6).reshape(2, 3), dtype=dtype)
+        t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
+        p = xp.asarray(np.linspace(0.95, 0.05, 6).reshape(2, 3), dtype=dtype)
         for loss in fastloss.LOSSES.values():
             y = targets_for(loss, t, p)
             loss(y, p)

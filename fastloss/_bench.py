@@ -219,12 +219,12 @@ def shape_of(n, row=ROW):
 
 
 def sample(n, dtype="float32", row=ROW, seed=0):
-    """(y_true, y_pred, out) of shape ``shape_of(n, row)``, values in [0.1, 2): valid for
+    """(y_true, y_pred, out) of shape ``shape_of(n, row)``, values in [0.05, 0.95): valid for
     every loss here; ``out`` is a gradient buffer."""
     rng = np.random.default_rng(seed)
     shape = shape_of(n, row)
-    t = rng.uniform(0.1, 2.0, shape).astype(dtype)
-    p = rng.uniform(0.1, 2.0, shape).astype(dtype)
+    t = rng.uniform(0.05, 0.95, shape).astype(dtype)
+    p = rng.uniform(0.05, 0.95, shape).astype(dtype)
     return t, p, np.empty_like(p)
 
 
