@@ -349,7 +349,7 @@ def test_aliases_classes_and_defaults():
     ("binary_crossentropy", {"axis": 1}, ValueError),
     ("binary_cross_entropy", {"weight": np.ones(2)}, ValueError),
     ("soft_margin_loss", {"weight": np.ones(3)}, TypeError),
-    ("binary_cross_entropy_with_logits", {"pos_weight": np.ones(3)}, TypeError),
+    ("binary_cross_entropy_with_logits", {"pos_weight": np.ones(2)}, ValueError),
     ("sigmoid_focal_loss", {"alpha": 2.0}, ValueError),
     ("sigmoid_focal_loss", {"gamma": float("nan")}, ValueError),
 ])
