@@ -149,6 +149,15 @@ def softmax_pass(p, g, lane, lanes, STORE):
 
 
 @loop_helper
+def row_total(p, shared, lane, lanes):
+    """sum(p) over the whole row (float64)."""
+    total = 0.0
+    for j in range(lane, p.size, lanes):
+        total += p[j]
+    return row_sum(total, shared, lane, lanes)
+
+
+@loop_helper
 def softmax_stats(p, g, shared, lane, lanes, STORE):
     """``(lse, f)``: the row's log-sum-exp, and the factor ``f`` turning this lane's
     ``exp(p_j - ref)`` (stored in ``g`` with STORE) into the softmax."""
@@ -230,10 +239,7 @@ def probs_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD)
     T = type(p[0])
     C = p.size
     smoothing = o[0]
-    total = 0.0
-    for j in range(lane, C, lanes):
-        total += p[j]
-    total = T(row_sum(total, shared, lane, lanes))
+    total = T(row_total(p, shared, lane, lanes))
     loss = 0.0
     inside = 0.0
     for j in range(lane, C, lanes):
@@ -284,10 +290,7 @@ def focal_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD)
         total = T(1.0)
     else:
         lse = T(0.0)
-        total = 0.0
-        for j in range(lane, C, lanes):
-            total += p[j]
-        total = T(row_sum(total, shared, lane, lanes))
+        total = T(row_total(p, shared, lane, lanes))
     loss = 0.0
     d = 0.0
     for j in range(lane, C, lanes):
