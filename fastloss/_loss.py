@@ -243,15 +243,15 @@ class Loss:
         raise ValueError(f"{self.name}: y_pred must lie in [{lo:g}, {hi:g}] (probabilities), "
                          f"got values from {pmin} to {pmax}")
 
-    def _grad_buffer(self, out, placement, pred_shape, dtype):
+    def _grad_buffer(self, out, placement, pred_shape, dtype, pred_name="y_pred"):
         xp = placement.xp
         if out is None:
             return xp.empty(math.prod(pred_shape), dtype)
         if not isinstance(out, xp.ndarray):
             raise TypeError(f"{self.name}: out must be a {xp.__name__} array, got {type(out).__name__}")
         if out.shape != tuple(pred_shape) or out.dtype != dtype:
-            raise ValueError(f"{self.name}: out must have y_pred's shape {tuple(pred_shape)} and "
-                             f"dtype {dtype}, got shape {out.shape} and dtype {out.dtype}")
+            raise ValueError(f"{self.name}: out must have {pred_name}'s shape {tuple(pred_shape)} "
+                             f"and dtype {dtype}, got shape {out.shape} and dtype {out.dtype}")
         if not out.flags.c_contiguous or (xp is np and not out.flags.writeable):
             raise ValueError(f"{self.name}: out must be a writeable C-contiguous array")
         return out.reshape(-1)
@@ -440,3 +440,27 @@ def torch_layout(name, placement, p_shape, reduction, grad_output, weight=None):
     if w_rows is not None:
         return Layout(1, w_rows, w_rows, go * inv, inv, None, empty_values)
     return Layout(max(n, 1), _ones(xp), _ones(xp), go * inv, inv, None, empty_values)
+
+
+def torch_rows_layout(name, xp, values_shape, reduction, grad_output, mean_divisor=None):
+    """torch.nn.functional's losses with one value per row (over classes, embeddings):
+    "none" gives the rows' values, "sum" their sum, "mean" their sum / mean_divisor
+    (default: the number of rows; NaN when it is 0, as PyTorch's mean of nothing)."""
+    if reduction == "none":
+        go = _row_cotangent(name, grad_output, xp, values_shape)
+        coef = _ones(xp) if go is None else _as_rows(go, xp)
+
+        def empty_values(dtype):
+            return xp.zeros(values_shape, dtype), None
+        return Layout(0, _ones(xp), coef, 1.0, 1.0, values_shape, empty_values)
+    go = _scalar_cotangent(name, grad_output, xp)
+    if reduction == "sum":
+        inv = 1.0
+    else:
+        divisor = math.prod(values_shape) if mean_divisor is None else mean_divisor
+        inv = 1.0 / divisor if divisor else math.nan
+
+    def empty_values(dtype):
+        v = 0.0 if reduction == "sum" else math.nan
+        return None, dtype.type(v) if xp is np else xp.full((), v, dtype)
+    return Layout(0, _ones(xp), _ones(xp), go * inv, inv, None, empty_values)

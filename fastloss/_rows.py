@@ -10,16 +10,17 @@ import math
 import numpy as np
 
 from ._arrays import Placement, broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
-from ._loss import Layout, Loss, Option, _as_rows, _ones, _row_cotangent, _scalar_cotangent, keras_layout
+from ._loss import Loss, Option, keras_layout, torch_rows_layout
 from ._run import KernelCall, run
 
 
 class RowLoss(Loss):
     """A loss over the class axis.
 
-    targets: "labels" (integer class indices), "dense" (an array of y_pred's shape) or
+    targets: "labels" (integer class indices), "dense" (an array of y_pred's shape),
     "either" (PyTorch's cross_entropy: floating targets of the input's shape are
-    probabilities, anything else class indices).
+    probabilities, anything else class indices) or "unused" (Keras's signature, the
+    loss reads y_pred only).  parts: the row splits into this many equal parts.
     ignore: the name of the option holding the ignored label ("ignore_class",
     "ignore_index") or None.  class_weight: takes PyTorch's ``weight`` (one per class).
     torch_mean: how PyTorch's "mean" divides: "weights" (by the summed weight of the
@@ -28,7 +29,7 @@ class RowLoss(Loss):
 
     def __init__(self, name, element, convention, options=(), summary="", targets="labels",
                  ignore=None, class_weight=False, torch_mean="rows", kernel_values=None,
-                 default_reduction=None):
+                 default_reduction=None, parts=1):
         super().__init__(name, element, convention, options, summary,
                          kernel_values=kernel_values, takes_weight=class_weight)
         self.targets = targets
@@ -36,6 +37,7 @@ class RowLoss(Loss):
         self.class_weight = class_weight
         self.torch_mean = torch_mean
         self._default_reduction = default_reduction
+        self.parts = parts
 
     @property
     def default_reduction(self):
@@ -72,6 +74,9 @@ class RowLoss(Loss):
         C = p.shape[-1]
         if C == 0:
             raise ValueError(f"{self.name}: y_pred of shape {pred_shape} has no classes")
+        if C % self.parts:
+            raise ValueError(f"{self.name}: the last axis of y_pred (shape {pred_shape}) must "
+                             f"split into {self.parts} equal parts")
         values_shape = p.shape[:-1]
 
         t_raw = placement.asarray(y_true, "y_true")
@@ -79,7 +84,9 @@ class RowLoss(Loss):
             self.targets == "either" and t_raw.dtype.kind == "f" and t_raw.shape == pred_shape)
         labels = t = None
         valid = None
-        if dense:
+        if self.targets == "unused":
+            t = p.reshape(-1)  # (the row element reads only y_pred)
+        elif dense:
             ignored = option_values.get(self.ignore)
             if self.ignore and ignored not in (None, self._option(self.ignore).default):
                 raise ValueError(f"{self.name}: {self.ignore} applies to class-index targets, "
@@ -210,28 +217,11 @@ class RowLoss(Loss):
         return w.reshape(w_shape).astype(dtype) * mask.reshape(m_shape)
 
     def _torch_layout(self, placement, values_shape, reduction, grad_output, labels, keep, cw):
-        """torch.nn.functional: per-row values; "mean" divides by the rows, or by the summed
-        class weight of the kept targets (NaN when every target is ignored)."""
-        xp = placement.xp
-        if reduction == "none":
-            go = _row_cotangent(self.name, grad_output, xp, values_shape)
-            coef = _ones(xp) if go is None else _as_rows(go, xp)
-
-            def empty_values(dtype):
-                return xp.zeros(values_shape, dtype), None
-            return Layout(0, _ones(xp), coef, 1.0, 1.0, values_shape, empty_values)
-        go = _scalar_cotangent(self.name, grad_output, xp)
-        if reduction == "sum":
-            inv = 1.0
-        elif self.torch_mean == "weights" and labels is not None:
+        """torch.nn.functional: "mean" divides by the rows, or by the summed class weight
+        of the kept targets (NaN when every target is ignored)."""
+        divisor = None
+        if reduction == "mean" and self.torch_mean == "weights" and labels is not None:
             kept = labels[labels >= 0]
             divisor = float(kept.size if cw is None else cw[kept].sum())
-            inv = 1.0 / divisor if divisor else math.nan
-        else:
-            R = math.prod(values_shape)
-            inv = 1.0 / R if R else math.nan
-
-        def empty_values(dtype):
-            v = 0.0 if reduction == "sum" else math.nan
-            return None, dtype.type(v) if xp is np else xp.full((), v, dtype)
-        return Layout(0, _ones(xp), _ones(xp), go * inv, inv, None, empty_values)
+        return torch_rows_layout(self.name, placement.xp, values_shape, reduction, grad_output,
+                                 divisor)

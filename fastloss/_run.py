@@ -23,8 +23,11 @@ class KernelCall:
     per-row arrays (or size 1) of float64; gscale: the global gradient factor and
     vscale the value factor (host floats, or 0-d arrays of the inputs' module);
     want_rows: return per-row ``weight * sum``; grad: a flat output buffer or None.
-    The row-wise family also takes ``labels`` (int64 per row; t is then None) and the
-    class weights ``cw`` (float64, size C, or None).
+    family: "pointwise", "rowwise", "pair" (pointwise with two prediction arrays) or
+    "tuple" (rows of several inputs).  For "pair" and "tuple" p and grad are tuples of
+    arrays (one per prediction input) and t is the labels (for "tuple" one per row, or
+    None).  The row-wise family also takes ``labels`` (int64 per row; t is then None)
+    and the class weights ``cw`` (float64, size C, or None).
     """
     element: str
     t: object
@@ -48,9 +51,53 @@ class KernelCall:
             return "value"
         return "value_and_grad" if self.value else "grad"
 
+    @property
+    def inputs(self):
+        """The prediction arrays, a tuple."""
+        return self.p if isinstance(self.p, tuple) else (self.p,)
+
+    @property
+    def outputs(self):
+        """The gradient buffers, a tuple (empty without a gradient)."""
+        if self.grad is None:
+            return ()
+        return self.grad if isinstance(self.grad, tuple) else (self.grad,)
+
+    @property
+    def rows(self):
+        return self.inputs[0].size // self.C
+
+
+TUPLE_SLOTS = 4  # inputs of the tuplewise kernels (unused ones are empty arrays)
+
 
 def _or_empty(x, dtype, new=np.empty):
     return new(0, dtype) if x is None else x
+
+
+def kernel_args(call, rows, grads, partials, gscale, dev, new):
+    """The family kernel's arguments, in kernels/_generate.py's order.  grads: one
+    buffer per prediction input (empty ones without a gradient); dev moves an array to
+    where the kernel runs, new(n, dtype) makes a buffer there."""
+    dtype = call.inputs[0].dtype
+    middle = (call.o, call.C, dev(call.weight), dev(call.coef), gscale, dev(rows))
+    inputs = tuple(dev(x) for x in call.inputs)
+    grads = tuple(dev(g) for g in grads)
+    if call.family == "pointwise":
+        return (dev(call.t), *inputs, *middle, *grads, dev(partials))
+    if call.family == "rowwise":
+        return (dev(_or_empty(call.t, dtype, new)), dev(_or_empty(call.labels, np.int64, new)),
+                *inputs, dev(_or_empty(call.cw, np.float64, new)), *middle, *grads, dev(partials))
+    if call.family == "pair":
+        return (dev(call.t), *inputs, *middle, *grads, dev(partials))
+    empty = dev(new(0, dtype))
+    pad = (empty,) * (TUPLE_SLOTS - len(inputs))
+    return (dev(_or_empty(call.t, dtype, new)), *inputs, *pad, *middle, *grads, *pad,
+            dev(partials))
+
+
+def _empty_grads(call, new):
+    return tuple(new(0, call.inputs[0].dtype) for _ in call.inputs)
 
 
 def run_cpu(call):
@@ -61,26 +108,22 @@ def run_cpu(call):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from fastloss.kernels import generated_cpu, pointwise, rowwise
 
-    R = call.p.size // call.C
-    parallel = call.p.size >= _config.PARALLEL_THRESHOLD
+    R = call.rows
+    parallel = call.inputs[0].size >= _config.PARALLEL_THRESHOLD
     kernel = getattr(generated_cpu, f"{call.element}_{call.mode}_{'parallel' if parallel else 'serial'}")
-    dtype = call.p.dtype
+    dtype = call.inputs[0].dtype
     rows = np.empty(R if call.want_rows else 0, dtype)
-    grad = call.grad if call.grad is not None else np.empty(0, dtype)
-    tail = (call.o, call.C, call.weight, call.coef, np.array([call.gscale], np.float64).reshape(1),
-            rows, grad)
-    if call.family == "rowwise":
-        args = (_or_empty(call.t, dtype), _or_empty(call.labels, np.int64), call.p,
-                _or_empty(call.cw, np.float64), *tail, np.empty(rowwise.plan(R, call.C)[0]))
-    else:
-        args = (call.t, call.p, *tail, np.empty(pointwise.plan(R, call.C)[0]))
+    plan = rowwise.plan if call.family in ("rowwise", "tuple") else pointwise.plan
+    partials = np.empty(plan(R, call.C)[0])
+    args = kernel_args(call, rows, call.outputs or _empty_grads(call, np.empty), partials,
+                       np.array([call.gscale], np.float64).reshape(1), lambda x: x, np.empty)
     if parallel:
         with _PARALLEL_LOCK:
             total = kernel(*args)
     else:
         total = kernel(*args)
     value = dtype.type(total * call.vscale) if call.value else None
-    return value, (rows if call.want_rows else None), (call.grad if call.grad is not None else None)
+    return value, (rows if call.want_rows else None), call.grad
 
 
 def run_cuda(call, xp):
@@ -92,7 +135,7 @@ def run_cuda(call, xp):
     from fastloss.kernels import generated_cuda, rowwise_cuda
     from fastloss.kernels.pointwise_cuda import THREADS, finish, plan, rows_from_chunks
 
-    dtype = call.p.dtype
+    dtype = call.inputs[0].dtype
     on_device = xp is not np
     if on_device:
         cupy = import_cupy()
@@ -119,25 +162,20 @@ def run_cuda(call, xp):
             return dev(xp.full(1, x, np.float64))
         return dev(xp.asarray(x, dtype=np.float64).reshape(1))
 
-    R = call.p.size // call.C
-    if call.family == "rowwise":
+    R = call.rows
+    if call.family in ("rowwise", "tuple"):
         nblocks, chunks_per_row = rowwise_cuda.plan(R, call.C), 0
     else:
         nblocks, chunks_per_row = plan(R, call.C)
     rows = new(R if call.want_rows else 0, dtype)
-    if on_device and call.grad is not None:
-        grad = call.grad
+    if on_device:
+        grads = call.outputs
     else:
-        grad = new(call.p.size if call.grad is not None else 0, dtype)
+        grads = tuple(new(g.size, dtype) for g in call.outputs)
     partials = new(nblocks, np.float64)
     kernel = getattr(generated_cuda, f"{call.element}_{call.mode}")
-    tail = (call.o, call.C, dev(call.weight), dev(call.coef), scalar(call.gscale), dev(rows),
-            dev(grad), dev(partials))
-    if call.family == "rowwise":
-        args = (dev(_or_empty(call.t, dtype, new)), dev(_or_empty(call.labels, np.int64, new)),
-                dev(call.p), dev(_or_empty(call.cw, np.float64, new)), *tail)
-    else:
-        args = (dev(call.t), dev(call.p), *tail)
+    args = kernel_args(call, rows, grads or _empty_grads(call, new), partials,
+                       scalar(call.gscale), dev, new)
     kernel[nblocks, THREADS, stream](*args)
     value = None
     if call.value:
@@ -150,12 +188,11 @@ def run_cuda(call, xp):
         stream.synchronize()
         value = None if value is None else dtype.type(value.copy_to_host()[0])
         rows = rows.copy_to_host()
-        if call.grad is not None:
-            call.grad[...] = grad.copy_to_host()
-        grad = call.grad
+        for host, device in zip(call.outputs, grads):
+            host[...] = device.copy_to_host()
     else:
         value = None if value is None else value.reshape(())
-    return value, (rows if call.want_rows else None), (grad if call.grad is not None else None)
+    return value, (rows if call.want_rows else None), call.grad
 
 
 def run(call, placement):

@@ -174,6 +174,15 @@ sigmoid_focal_loss = _ElementwiseByDefault(
     summary="sigmoid crossentropy * (1 - p_t)**gamma, times alpha_t unless alpha is None "
             "(Optax; y_true first)")
 
+hinge_embedding_loss = Loss(
+    "hinge_embedding_loss", "hinge_embedding", "torch", Option("margin", 1.0, "any"),
+    summary="x where y = 1, max(0, margin - x) where y = -1 (PyTorch)")
+poisson_nll_loss = Loss(
+    "poisson_nll_loss", "poisson_nll", "torch",
+    (Option("log_input", True, "bool"), Option("full", False, "bool"), Option("eps", 1e-8, "positive")),
+    summary="exp(x) - y x (log_input), else x - y log(x + eps); + Stirling's term where y > 1 "
+            "with full (PyTorch)")
+
 ALIASES.update({
     "bce": binary_crossentropy, "BCE": binary_crossentropy,
     "kld": kl_divergence, "KLD": kl_divergence,
@@ -182,7 +191,8 @@ ALIASES.update({
 LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}
 
 # The row-wise losses (cross-entropies over classes, ...) have their own table.
-from . import row_losses  # noqa: E402
+from . import multi_losses, row_losses  # noqa: E402
 
 LOSSES.update(row_losses.LOSSES)
 ALIASES.update(row_losses.ALIASES)
+LOSSES.update(multi_losses.LOSSES)

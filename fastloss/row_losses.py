@@ -48,6 +48,11 @@ categorical_generalized_cross_entropy = RowLoss(
     "categorical_generalized_cross_entropy", "generalized_cross_entropy", "keras",
     (Option("q", 0.5, "open_unit"),),
     summary="(1 - p_y**q) / q for integer labels y and probabilities p")
+triplet_loss = RowLoss(
+    "triplet_loss", "stacked_triplet", "keras", Option("alpha", 0.2), targets="unused",
+    parts=3,
+    summary="max(|a - p|**2 - |a - n|**2 + alpha, 0) per sample, y_pred = [a | p | n] "
+            "stacked along the last axis (the Keras tutorials' triplet loss; y_true unused)")
 
 # torch.nn.functional semantics: the class axis is dim 1 (or 0 for one sample).
 _WEIGHTED_MEAN = "weights"

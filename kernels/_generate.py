@@ -10,17 +10,21 @@ the checked-in files equal what it writes.  Run: ``python -m fastloss.kernels._g
 import hashlib
 from pathlib import Path
 
-from .elements import ELEMENTS
-from .row_elements import ROW_ELEMENTS
+from .elements import ELEMENTS, PAIR_ELEMENTS
+from .row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
 
 HERE = Path(__file__).parent
 MODES = {"value": (True, False), "grad": (False, True), "value_and_grad": (True, True)}
 ARGS = "t, p, o, C, weight, coef, gscale, row_out, grad, partials"
 ROW_ARGS = "t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials"
+PAIR_ARGS = "t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials"
+TUPLE_ARGS = "y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials"
 # (family body, its argument list, its element functions); kernels are named
 # {element}_{mode}[_{serial|parallel}], so element names are unique across families.
-FAMILIES = (("pointwise", ARGS, ELEMENTS), ("rowwise", ROW_ARGS, ROW_ELEMENTS))
-assert not set(ELEMENTS) & set(ROW_ELEMENTS)
+FAMILIES = (("pointwise", ARGS, ELEMENTS), ("pointwise_pair", PAIR_ARGS, PAIR_ELEMENTS),
+            ("rowwise", ROW_ARGS, ROW_ELEMENTS), ("tuplewise", TUPLE_ARGS, TUPLE_ELEMENTS))
+_names = [name for _, _, elements in FAMILIES for name in elements]
+assert len(_names) == len(set(_names)), "element names must be unique across families"
 # Kernels use NumPy's error model: a float division by zero gives inf or NaN (IEEE), as
 # in the peers, instead of raising ZeroDivisionError (and the checks cost vectorisation).
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
@@ -38,10 +42,10 @@ def header(sources):
 
 def render_cpu():
     lines = [header(CPU_SOURCES), "from numba import njit\n",
-             f"from .elements import {', '.join(sorted(ELEMENTS))}",
-             "from .pointwise import FASTMATH, pointwise",
-             f"from .row_elements import {', '.join(sorted(ROW_ELEMENTS))}",
-             "from .rowwise import rowwise\n"]
+             f"from .elements import {', '.join(sorted({**ELEMENTS, **PAIR_ELEMENTS}))}",
+             "from .pointwise import FASTMATH, pointwise, pointwise_pair",
+             f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
+             "from .rowwise import rowwise, tuplewise\n"]
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
             for mode, (value, grad) in MODES.items():
@@ -55,10 +59,11 @@ def render_cpu():
 
 def render_cuda():
     lines = [header(CUDA_SOURCES), "from numba import cuda\n",
-             "from .pointwise_cuda import ELEMENTS, pointwise",
-             "from .rowwise_cuda import ROW_ELEMENTS, rowwise\n"]
-    lines += [f"{name} = ELEMENTS[{name!r}]" for name in sorted(ELEMENTS)]
-    lines += [f"{name} = ROW_ELEMENTS[{name!r}]" for name in sorted(ROW_ELEMENTS)]
+             "from .pointwise_cuda import ELEMENTS, PAIR_ELEMENTS, pointwise, pointwise_pair",
+             "from .rowwise_cuda import ROW_ELEMENTS, TUPLE_ELEMENTS, rowwise, tuplewise\n"]
+    for table, elements in (("ELEMENTS", ELEMENTS), ("PAIR_ELEMENTS", PAIR_ELEMENTS),
+                            ("ROW_ELEMENTS", ROW_ELEMENTS), ("TUPLE_ELEMENTS", TUPLE_ELEMENTS)):
+        lines += [f"{name} = {table}[{name!r}]" for name in sorted(elements)]
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
             for mode, (value, grad) in MODES.items():

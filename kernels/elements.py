@@ -13,6 +13,8 @@ lowers to the hardware's functions).  Constants are written ``T(c)`` with
 ``T = type(p)`` so a float32 kernel stays in float32.
 """
 
+import math
+
 from numba import njit
 
 from ._math import exp, log, log1p
@@ -30,6 +32,16 @@ HELPERS = {}
 def element(fn):
     """Register an element function and compile it for inlining into CPU kernels."""
     ELEMENTS[fn.__name__] = fn
+    return njit(inline="always")(fn)
+
+
+# Elements of two prediction arrays: ``(t, a, b, o) -> (loss, d loss/d a, d loss/d b)``
+# (the pointwise_pair body; e.g. a mean and a variance).
+PAIR_ELEMENTS = {}
+
+
+def pair_element(fn):
+    PAIR_ELEMENTS[fn.__name__] = fn
     return njit(inline="always")(fn)
 
 
@@ -134,6 +146,7 @@ def poisson(t, p, o):
 # the CUDA simulator runs Python's math functions, which raise there.
 
 _NAN = float("nan")
+_INF = float("inf")
 
 
 @helper
@@ -373,3 +386,95 @@ def torch_kl_div(t, p, o):
         return e * (t - p), -e
     t_log_t = t * log(t) if t > zero else (zero if t == zero else T(_NAN))
     return t_log_t - t * p, -t
+
+
+# -- PyTorch's embedding and likelihood losses -------------------------------------------
+
+@helper
+def clamp_min_zero(x):
+    """``(max(x, 0), slope)`` as PyTorch's clamp_min differentiates it: slope 1 where
+    x >= 0 (the kink included); NaN propagates."""
+    T = type(x)
+    if x >= T(0.0):
+        return x, T(1.0)
+    return (T(0.0) if x < T(0.0) else x), T(0.0)
+
+
+@element
+def hinge_embedding(t, p, o):
+    """PyTorch's hinge_embedding_loss: x where y != -1, plus max(0, margin - x) where
+    y != 1 (a label other than 1 and -1 gets both terms, as in PyTorch)."""
+    T = type(p)
+    loss = T(0.0)
+    g = T(0.0)
+    if t != T(-1.0):
+        loss = p
+        g = T(1.0)
+    if t != T(1.0):
+        h, slope = clamp_min_zero(o[0] - p)
+        loss += h
+        g -= slope
+    return loss, g
+
+
+@helper
+def log_or_nan(x):
+    """log(x), -inf at 0 and NaN below (never a domain error in the CUDA simulator)."""
+    T = type(x)
+    if x > T(0.0):
+        return log(x)
+    return T(-_INF) if x == T(0.0) else T(_NAN)
+
+
+@element
+def poisson_nll(t, p, o):
+    """PyTorch's poisson_nll_loss, o = (log_input, full, eps): exp(x) - y x for a log-rate
+    x, else x - y log(x + eps); with full, Stirling's y log y - y + log(2 pi y) / 2 where
+    y > 1."""
+    T = type(p)
+    if o[0] != T(0.0):
+        e = exp(p)
+        loss = e - t * p
+        g = e - t
+    else:
+        q = p + o[2]
+        loss = p - t * log_or_nan(q)
+        g = T(1.0) - t / q
+    if o[1] != T(0.0) and t > T(1.0):
+        loss += t * log(t) - t + T(0.5) * log(T(2.0 * math.pi) * t)
+    return loss, g
+
+
+@pair_element
+def margin_ranking(t, a, b, o):
+    """PyTorch's margin_ranking_loss: max(0, -y (x1 - x2) + margin)."""
+    h, slope = clamp_min_zero(o[0] - t * (a - b))
+    return h, -t * slope, t * slope
+
+
+@pair_element
+def gaussian_nll(t, a, b, o):
+    """PyTorch's gaussian_nll_loss, o = (full, eps): (log v + (x - y)**2 / v) / 2, x the
+    mean a, v = max(var b, eps) (the clamp is not differentiated, as PyTorch's is done
+    under no_grad); + log(2 pi) / 2 with full.  A negative variance gives NaN (the front
+    end rejects it on the CPU)."""
+    T = type(a)
+    half = T(0.5)
+    v = o[1] if b < o[1] else b
+    v = T(_NAN) if b < T(0.0) else v
+    d = a - t
+    inv = T(1.0) / v
+    dd = d * d * inv
+    loss = half * (log_or_nan(v) + dd)
+    if o[0] != T(0.0):
+        loss += T(0.5 * math.log(2.0 * math.pi))
+    return loss, d * inv, half * inv * (T(1.0) - dd)
+
+
+@pair_element
+def gaussian_kl(t, a, b, o):
+    """The VAE's KL term against N(0, 1): -(1 + logvar - mean**2 - exp(logvar)) / 2,
+    a the mean, b the log-variance (t is unused)."""
+    T = type(a)
+    e = exp(b)
+    return T(-0.5) * (T(1.0) + b - a * a - e), a, T(0.5) * (e - T(1.0))

@@ -56,6 +56,24 @@ def _segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
 
 
 @njit(inline="always")
+def _pair_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
+    """``_segment`` for a pair element: p and grad are pairs of arrays (a, b)."""
+    ts, a, b = t[start:stop], p[0][start:stop], p[1][start:stop]
+    s = 0.0
+    if GRAD:
+        ga, gb = grad[0][start:stop], grad[1][start:stop]
+        for i in range(ts.size):
+            loss, da, db = elem(ts[i], a[i], b[i], o)
+            ga[i] = da * grad_scale
+            gb[i] = db * grad_scale
+            s += loss
+    else:
+        for i in range(ts.size):
+            s += elem(ts[i], a[i], b[i], o)[0]
+    return s
+
+
+@njit(inline="always")
 def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
     """The generic pointwise kernel body.
 
@@ -70,6 +88,33 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, V
               loss arithmetic, a gradient-less one writes nothing but partials)
     Returns the weighted sum of row sums, ``sum_r weight_r * sum_j loss_rj``.
     """
+    return _tasks(_segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials,
+                  VALUE, GRAD)
+
+
+@njit(inline="always")
+def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials,
+                   VALUE, GRAD):
+    """The pointwise body for losses of two prediction arrays ``a`` and ``b`` (a pair
+    element returns ``(loss, d/da, d/db)``), writing both gradients ``ga`` and ``gb``."""
+    return _tasks(_pair_segment, elem, t, (a, b), o, C, weight, coef, gscale, row_out,
+                  (ga, gb), partials, VALUE, GRAD)
+
+
+@njit(inline="always")
+def ordered_total(partials, n):
+    """sum(partials[:n]) in index order: the fixed order that makes results repeatable."""
+    total = 0.0
+    for k in range(n):
+        total += partials[k]
+    return total
+
+
+@njit(inline="always")
+def _tasks(segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE,
+           GRAD):
+    """The task loop of both pointwise bodies; ``segment`` sums (and differentiates) a
+    stretch of elements."""
     R = t.size // C
     ntasks, rows_per_task, chunks_per_row = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
@@ -82,14 +127,14 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, V
             r = task // chunks_per_row
             start = r * C + (task - r * chunks_per_row) * CHUNK
             stop = min(start + CHUNK, (r + 1) * C)
-            s = _segment(elem, t, p, o, start, stop, T(coef[r * coef_step] * g0), grad, GRAD)
+            s = segment(elem, t, p, o, start, stop, T(coef[r * coef_step] * g0), grad, GRAD)
             if VALUE:
                 partials[task] = s * weight[r * weight_step]
         else:
             acc = 0.0
             for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
-                s = _segment(elem, t, p, o, r * C, (r + 1) * C,
-                             T(coef[r * coef_step] * g0), grad, GRAD)
+                s = segment(elem, t, p, o, r * C, (r + 1) * C,
+                            T(coef[r * coef_step] * g0), grad, GRAD)
                 if VALUE:
                     s *= weight[r * weight_step]
                     if want_rows:
@@ -101,11 +146,5 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, V
         return 0.0
     if want_rows and chunks_per_row > 0:
         for r in range(R):
-            s = 0.0
-            for k in range(r * chunks_per_row, (r + 1) * chunks_per_row):
-                s += partials[k]
-            row_out[r] = s
-    total = 0.0
-    for k in range(ntasks):
-        total += partials[k]
-    return total
+            row_out[r] = ordered_total(partials[r * chunks_per_row:], chunks_per_row)
+    return ordered_total(partials, ntasks)

@@ -51,6 +51,7 @@ def _for_cuda(fn):
 for _name, _fn in elements.HELPERS.items():
     _CUDA_MATH[_name] = _NAMESPACE[_name] = _for_cuda(_fn)
 ELEMENTS = {name: _for_cuda(fn) for name, fn in elements.ELEMENTS.items()}
+PAIR_ELEMENTS = {name: _for_cuda(fn) for name, fn in elements.PAIR_ELEMENTS.items()}
 
 
 @cuda.jit(device=True, inline="always")
@@ -66,8 +67,40 @@ def _block_sum(shared, tid):
 
 
 @cuda.jit(device=True, inline="always")
+def _apply(elem, t, p, o, i, scale, grad, GRAD):
+    """Element i's loss; with GRAD its scaled derivative goes to grad[i]."""
+    loss, g = elem(t[i], p[i], o)
+    if GRAD:
+        grad[i] = g * scale
+    return loss
+
+
+@cuda.jit(device=True, inline="always")
+def _apply_pair(elem, t, p, o, i, scale, grad, GRAD):
+    """``_apply`` for a pair element: p and grad are pairs of arrays."""
+    loss, da, db = elem(t[i], p[0][i], p[1][i], o)
+    if GRAD:
+        grad[0][i] = da * scale
+        grad[1][i] = db * scale
+    return loss
+
+
+@cuda.jit(device=True, inline="always")
 def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
     """Same arguments and meaning as the CPU ``pointwise``; one block computes one task."""
+    _tasks(_apply, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD)
+
+
+@cuda.jit(device=True, inline="always")
+def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials,
+                   VALUE, GRAD):
+    """Same arguments and meaning as the CPU ``pointwise_pair``."""
+    _tasks(_apply_pair, elem, t, (a, b), o, C, weight, coef, gscale, row_out, (ga, gb),
+           partials, VALUE, GRAD)
+
+
+@cuda.jit(device=True, inline="always")
+def _tasks(apply, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
     task = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     R = t.size // C
@@ -82,20 +115,14 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, V
         stop = min(start + CHUNK, (r + 1) * C)
         scale = T(coef[r * coef_step] * gscale[0])
         for i in range(start + tid, stop, THREADS):
-            loss, g = elem(t[i], p[i], o)
-            if GRAD:
-                grad[i] = g * scale
-            s += loss
+            s += apply(elem, t, p, o, i, scale, grad, GRAD)
         s *= weight[r * weight_step]
     else:
         r = task * THREADS + tid
         if r < R:
             scale = T(coef[r * coef_step] * gscale[0])
             for i in range(r * C, (r + 1) * C):
-                loss, g = elem(t[i], p[i], o)
-                if GRAD:
-                    grad[i] = g * scale
-                s += loss
+                s += apply(elem, t, p, o, i, scale, grad, GRAD)
             s *= weight[r * weight_step]
             if row_out.size > 0:
                 row_out[r] = s

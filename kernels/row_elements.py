@@ -24,10 +24,12 @@ from math import sqrt
 from numba import njit
 
 from ._math import exp, exp_bounded, log
-from .elements import EPSILON, bce_logits, clip
+from .elements import EPSILON, bce_logits, clamp_min_zero, clip, sign
 from .pointwise import FASTMATH
 
 ROW_ELEMENTS = {}
+# Elements over rows of several inputs (the tuplewise body: triplets, pairs, ...).
+TUPLE_ELEMENTS = {}
 # Plain helper functions of the row elements; rowwise_cuda compiles them for CUDA too.
 ROW_HELPERS = {}
 
@@ -45,6 +47,12 @@ _INF = float("inf")
 def row_element(fn):
     """Register a row element function and compile it for inlining into CPU kernels."""
     ROW_ELEMENTS[fn.__name__] = fn
+    return njit(inline="always")(fn)
+
+
+def tuple_element(fn):
+    """Register a tuple element (rowwise.tuplewise) and compile it for inlining."""
+    TUPLE_ELEMENTS[fn.__name__] = fn
     return njit(inline="always")(fn)
 
 
@@ -446,3 +454,223 @@ def multilabel_soft_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GR
         if GRAD:
             g[j] = T(k * w) * d
     return row_sum(loss, shared, lane, lanes) / C
+
+
+# -- Metric learning: rows of several embeddings ------------------------------------------
+# A tuple element gets a row of each input, x = (a, b, c, d) (unused ones empty), and its
+# gradients g in the same order; y is the row's label (0 when the loss has none).
+
+
+@helper
+def max_zero(x):
+    """``(max(x, 0), slope)`` with half the slope at the kink, as JAX's maximum (NaN
+    propagates)."""
+    T = type(x)
+    if x > T(0.0):
+        return x, T(1.0)
+    if x == T(0.0):
+        return x, T(0.5)
+    return (T(0.0) if x < T(0.0) else x), T(0.0)
+
+
+@loop_helper
+def squared_distance(x1, x2, shared, lane, lanes):
+    """sum_j (x1_j - x2_j)**2 over the whole row (float64)."""
+    s = 0.0
+    for j in range(lane, x1.size, lanes):
+        v = x1[j] - x2[j]
+        s += v * v
+    return row_sum(s, shared, lane, lanes)
+
+
+@helper
+def abs_power(v, power):
+    """|v|**power (0 at v = 0)."""
+    T = type(v)
+    av = abs(v)
+    return exp(power * log(av)) if av > T(0.0) else T(0.0)
+
+
+@loop_helper
+def p_distance(x1, x2, power, eps, shared, lane, lanes):
+    """PyTorch's pairwise_distance of two rows: ||x1 - x2 + eps||_power (float64)."""
+    T = type(eps)
+    s = 0.0
+    if power == T(2.0):
+        for j in range(lane, x1.size, lanes):
+            v = x1[j] - x2[j] + eps
+            s += v * v
+        return sqrt(row_sum(s, shared, lane, lanes))
+    if power == T(1.0):
+        for j in range(lane, x1.size, lanes):
+            s += abs(x1[j] - x2[j] + eps)
+        return row_sum(s, shared, lane, lanes)
+    for j in range(lane, x1.size, lanes):
+        s += abs_power(x1[j] - x2[j] + eps, power)
+    s = row_sum(s, shared, lane, lanes)
+    return exp(log(s) / power) if s > 0.0 else 0.0
+
+
+@helper
+def p_distance_slope(v, dist, power):
+    """d ||v||_power / d v_j for the component v_j of a vector of norm dist: 0 where
+    the norm is 0, as PyTorch's norm backward."""
+    T = type(v)
+    if not dist != T(0.0):
+        return T(0.0)
+    if power == T(2.0):
+        return v / dist
+    if power == T(1.0):
+        return sign(v)
+    return sign(v) * abs_power(v / dist, power - T(1.0))
+
+
+@tuple_element
+def triplet_margin(y, x, o, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's triplet_margin_loss, o = (margin, p, eps, swap):
+    max(margin + d(a, pos) - d(a, neg), 0), d = pairwise_distance; with swap d(a, neg)
+    becomes min(d(a, neg), d(pos, neg)) (half the gradient to each at a tie, as
+    PyTorch's minimum)."""
+    a, pos, neg = x[0], x[1], x[2]
+    T = type(o[0])
+    margin, power, eps = o[0], o[1], o[2]
+    swap = o[3] != T(0.0)
+    d_ap = T(p_distance(a, pos, power, eps, shared, lane, lanes))
+    d_an = T(p_distance(a, neg, power, eps, shared, lane, lanes))
+    d_pn = T(p_distance(pos, neg, power, eps, shared, lane, lanes)) if swap else d_an
+    w_pn = T(0.0)
+    if swap:
+        w_pn = T(1.0) if d_pn < d_an else (T(0.5) if d_pn == d_an else T(0.0))
+    d_neg = d_pn if d_pn < d_an else d_an
+    loss, slope = clamp_min_zero(margin + d_ap - d_neg)
+    if GRAD:
+        ga, gp, gn = g[0], g[1], g[2]
+        s = T(scale) * slope
+        s_an = s * (T(1.0) - w_pn)
+        s_pn = s * w_pn
+        for j in range(lane, a.size, lanes):
+            u_ap = s * p_distance_slope(a[j] - pos[j] + eps, d_ap, power)
+            u_an = s_an * p_distance_slope(a[j] - neg[j] + eps, d_an, power)
+            u_pn = s_pn * p_distance_slope(pos[j] - neg[j] + eps, d_pn, power) if swap else T(0.0)
+            ga[j] = u_ap - u_an
+            gp[j] = -u_ap - u_pn
+            gn[j] = u_an + u_pn
+    return loss
+
+
+@tuple_element
+def quadruplet(y, x, o, g, scale, lane, lanes, shared, GRAD):
+    """The quadruplet loss (Chen et al. 2017), o = (alpha1, alpha2), squared Euclidean
+    distances D: max(D(a, pos) - D(a, neg1) + alpha1, 0) +
+    max(D(a, pos) - D(neg1, neg2) + alpha2, 0)."""
+    a, pos, n1, n2 = x
+    T = type(o[0])
+    d_ap = squared_distance(a, pos, shared, lane, lanes)
+    d_an = squared_distance(a, n1, shared, lane, lanes)
+    d_nn = squared_distance(n1, n2, shared, lane, lanes)
+    l1, s1 = max_zero(d_ap - d_an + o[0])
+    l2, s2 = max_zero(d_ap - d_nn + o[1])
+    if GRAD:
+        ga, gp, gn1, gn2 = g
+        c1 = T(2.0 * scale * s1)
+        c2 = T(2.0 * scale * s2)
+        c12 = c1 + c2
+        for j in range(lane, a.size, lanes):
+            u = a[j] - pos[j]
+            v = a[j] - n1[j]
+            w = n1[j] - n2[j]
+            ga[j] = c12 * u - c1 * v
+            gp[j] = -c12 * u
+            gn1[j] = c1 * v - c2 * w
+            gn2[j] = c2 * w
+    return l1 + l2
+
+
+@tuple_element
+def contrastive(y, x, o, g, scale, lane, lanes, shared, GRAD):
+    """The contrastive loss of Siamese pairs (label 1: similar), o = (margin, eps):
+    y d**2 + (1 - y) max(margin - d, 0)**2, d = ||x1 - x2 + eps|| (PyTorch's
+    pairwise_distance, so the gradient is finite for identical vectors)."""
+    a, b = x[0], x[1]
+    T = type(o[0])
+    margin, eps = o[0], o[1]
+    d = T(p_distance(a, b, T(2.0), eps, shared, lane, lanes))
+    h = clamp_min_zero(margin - d)[0]
+    loss = y * d * d + (T(1.0) - y) * h * h
+    if GRAD:
+        ga, gb = g[0], g[1]
+        # d loss / d (x1 - x2) = 2 (y - (1 - y) h / d) (x1 - x2 + eps)
+        pull = (T(1.0) - y) * h / d if d > T(0.0) else T(0.0)
+        c = T(2.0 * scale) * (y - pull)
+        for j in range(lane, a.size, lanes):
+            v = c * (a[j] - b[j] + eps)
+            ga[j] = v
+            gb[j] = -v
+    return loss
+
+
+# PyTorch's EPSILON in cosine_embedding_loss, added to each squared norm.
+COSINE_EMBEDDING_EPS = 1e-12
+
+
+@tuple_element
+def cosine_embedding(y, x, o, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's cosine_embedding_loss, o = (margin,): 1 - cos(x1, x2) for y = 1,
+    max(0, cos - margin) for y = -1, 0 for any other label;
+    cos = x1.x2 / sqrt((|x1|**2 + 1e-12) (|x2|**2 + 1e-12))."""
+    a, b = x[0], x[1]
+    T = type(o[0])
+    s12 = 0.0
+    s11 = 0.0
+    s22 = 0.0
+    for j in range(lane, a.size, lanes):
+        s12 += a[j] * b[j]
+        s11 += a[j] * a[j]
+        s22 += b[j] * b[j]
+    m1 = row_sum(s11, shared, lane, lanes) + COSINE_EMBEDDING_EPS
+    m2 = row_sum(s22, shared, lane, lanes) + COSINE_EMBEDDING_EPS
+    den = sqrt(m1 * m2)
+    cos = row_sum(s12, shared, lane, lanes) / den
+    loss = 0.0
+    dcos = 0.0
+    if y == T(1.0):
+        loss = 1.0 - cos
+        dcos = -1.0
+    elif y == T(-1.0):
+        loss, dcos = clamp_min_zero(cos - o[0])
+    if GRAD:
+        ga, gb = g[0], g[1]
+        c = T(scale * dcos / den)
+        ca = T(scale * dcos * cos / m1)
+        cb = T(scale * dcos * cos / m2)
+        for j in range(lane, a.size, lanes):
+            ga[j] = c * b[j] - ca * a[j]
+            gb[j] = c * a[j] - cb * b[j]
+    return loss
+
+
+@row_element
+def stacked_triplet(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+    """The triplet loss of Keras tutorials on a row [anchor | positive | negative]
+    (three equal parts), o = (alpha,): max(|a - pos|**2 - |a - neg|**2 + alpha, 0)
+    (half the gradient at the kink, as JAX's maximum)."""
+    T = type(p[0])
+    D = p.size // 3
+    pos_d = 0.0
+    neg_d = 0.0
+    for j in range(lane, D, lanes):
+        u = p[j] - p[D + j]
+        v = p[j] - p[2 * D + j]
+        pos_d += u * u
+        neg_d += v * v
+    basic = row_sum(pos_d, shared, lane, lanes) - row_sum(neg_d, shared, lane, lanes) + o[0]
+    loss, slope = max_zero(basic)
+    if GRAD:
+        c = T(2.0 * scale * slope)
+        for j in range(lane, D, lanes):
+            u = p[j] - p[D + j]
+            v = p[j] - p[2 * D + j]
+            g[j] = c * (u - v)
+            g[D + j] = -c * u
+            g[2 * D + j] = c * v
+    return loss

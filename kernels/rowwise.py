@@ -8,7 +8,7 @@ added in task order, so results are bitwise the same for any number of threads.
 import numpy as np
 from numba import njit, prange
 
-from .pointwise import CHUNK
+from .pointwise import CHUNK, ordered_total
 
 
 def plan(R, C):
@@ -63,9 +63,44 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
                 acc += loss
         if VALUE:
             partials[task] = acc
-    if not VALUE:
-        return 0.0
-    total = 0.0
-    for k in range(ntasks):
-        total += partials[k]
-    return total
+    return ordered_total(partials, ntasks) if VALUE else 0.0
+
+
+@njit(inline="always")
+def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd,
+              partials, VALUE, GRAD):
+    """The kernel body for rows of several inputs (triplets, pairs, quadruplets).
+
+    a, b, c, d   the prediction arrays, ``R * C`` each (the unused ones size 0)
+    y            one label per row in the compute dtype (size 0 when the loss has none)
+    ga .. gd     their gradients (written when GRAD; size 0 when unused)
+    The rest as for ``rowwise``.  A tuple element is called once per row::
+
+        loss = elem(y_r, (a_r, b_r, c_r, d_r), o, (ga_r, gb_r, gc_r, gd_r), scale,
+                    lane, lanes, shared, GRAD)
+    """
+    R = a.size // C
+    ntasks, rows_per_task = _plan(R, C)
+    weight_step = 1 if weight.size > 1 else 0
+    coef_step = 1 if coef.size > 1 else 0
+    want_rows = row_out.size > 0
+    T = type(o[0])
+    shared = np.empty(0)
+    for task in prange(ntasks):
+        acc = 0.0
+        for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
+            lo = r * C
+            hi = lo + C
+            label = y[r] if y.size > 0 else T(0.0)
+            rows = (a[lo:hi], b[lo:hi], c[lo:hi], d[lo:hi])
+            grads = (ga[lo:hi], gb[lo:hi], gc[lo:hi], gd[lo:hi]) if GRAD else rows
+            loss = float(elem(label, rows, o, grads, T(coef[r * coef_step] * gscale[0]),
+                              0, 1, shared, GRAD))
+            if VALUE:
+                loss *= weight[r * weight_step]
+                if want_rows:
+                    row_out[r] = loss
+                acc += loss
+        if VALUE:
+            partials[task] = acc
+    return ordered_total(partials, ntasks) if VALUE else 0.0

@@ -64,16 +64,18 @@ def _compile_all():
         namespace[name] = retarget(fn)
     namespace["row_sum"] = _row_sum
     namespace["row_max"] = _row_max
-    return {name: retarget(fn) for name, fn in row_elements.ROW_ELEMENTS.items()}
+    return ({name: retarget(fn) for name, fn in row_elements.ROW_ELEMENTS.items()},
+            {name: retarget(fn) for name, fn in row_elements.TUPLE_ELEMENTS.items()})
 
 
-ROW_ELEMENTS = _compile_all()
+ROW_ELEMENTS, TUPLE_ELEMENTS = _compile_all()
 
 
 @cuda.jit(device=True, inline="always")
-def _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, lane, lanes, shared, GRAD):
+def _row(row_elem, inputs, o, C, coef, gscale, grad, r, lane, lanes, shared, GRAD):
     """One row's loss (every lane gets it), or 0 for an ignored row."""
     T = type(o[0])
+    t, labels, p, cw = inputs
     lo = r * C
     hi = lo + C
     dense = t.size > 0
@@ -94,14 +96,45 @@ def _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, lane, lanes, s
 def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials,
             VALUE, GRAD):
     """Same arguments and meaning as the CPU ``rowwise``; see the module for the layout."""
+    _rows(_row, row_elem, (t, labels, p, cw), p.size // C, o, C, weight, coef, gscale, row_out, grad,
+          partials, VALUE, GRAD)
+
+
+@cuda.jit(device=True, inline="always")
+def _tuple_row(elem, inputs, o, C, coef, gscale, grad, r, lane, lanes, shared, GRAD):
+    """One row's loss for a tuple element (every lane gets it)."""
+    T = type(o[0])
+    y, a, b, c, d = inputs
+    ga, gb, gc, gd = grad
+    lo = r * C
+    hi = lo + C
+    label = y[r] if y.size > 0 else T(0.0)
+    rows = (a[lo:hi], b[lo:hi], c[lo:hi], d[lo:hi])
+    grads = (ga[lo:hi], gb[lo:hi], gc[lo:hi], gd[lo:hi]) if GRAD else rows
+    coef_step = 1 if coef.size > 1 else 0
+    return float(elem(label, rows, o, grads, T(coef[r * coef_step] * gscale[0]), lane, lanes,
+                      shared, GRAD))
+
+
+@cuda.jit(device=True, inline="always")
+def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd,
+              partials, VALUE, GRAD):
+    """Same arguments and meaning as the CPU ``tuplewise``."""
+    _rows(_tuple_row, elem, (y, a, b, c, d), a.size // C, o, C, weight, coef, gscale, row_out,
+          (ga, gb, gc, gd), partials, VALUE, GRAD)
+
+
+@cuda.jit(device=True, inline="always")
+def _rows(row_loss, elem, inputs, R, o, C, weight, coef, gscale, row_out, grad, partials,
+          VALUE, GRAD):
+    """The block layout of both row bodies; ``row_loss`` computes one row."""
     tid = cuda.threadIdx.x
-    R = p.size // C
     weight_step = 1 if weight.size > 1 else 0
     shared = cuda.shared.array(THREADS, float64)
     if C >= MIN_SPLIT_ROW:
         r = cuda.blockIdx.x
-        loss = _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, tid, THREADS,
-                    shared, GRAD) * weight[r * weight_step]
+        loss = row_loss(elem, inputs, o, C, coef, gscale, grad, r, tid, THREADS, shared,
+                        GRAD) * weight[r * weight_step]
         if VALUE and tid == 0:
             partials[r] = loss
             if row_out.size > 0:
@@ -110,8 +143,8 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
         r = cuda.blockIdx.x * THREADS + tid
         loss = 0.0
         if r < R:
-            loss = _row(row_elem, t, labels, p, cw, o, C, coef, gscale, grad, r, 0, 1,
-                        shared, GRAD) * weight[r * weight_step]
+            loss = row_loss(elem, inputs, o, C, coef, gscale, grad, r, 0, 1, shared,
+                            GRAD) * weight[r * weight_step]
             if VALUE and row_out.size > 0:
                 row_out[r] = loss
         if VALUE:
