@@ -76,7 +76,7 @@ def torch_references():
 def main():
     import cupy
 
-    from fastloss._bench import moved_bytes, targets_for
+    from fastloss._bench import arguments, gradient_positions, moved_bytes
     from fastloss.losses import LOSSES
 
     parser = argparse.ArgumentParser()
@@ -100,20 +100,23 @@ def main():
     for name, loss in sorted(LOSSES.items()):
         if args.loss and name not in args.loss:
             continue
-        y = targets_for(loss, t, p)  # class indices for the losses over labels
-        value_s = timed(lambda: loss(y, p), cupy)
-        vg_s = timed(lambda: loss.value_and_grad(y, p, out=out), cupy)
+        a = arguments(name, t, p)  # class indices for the losses over labels, ...
+        at = gradient_positions(name, len(a))
+        outs = tuple(cupy.empty_like(a[k]) for k in at)
+        out = outs if hasattr(loss, "predictions") else outs[0]
+        value_s = timed(lambda: loss(*a), cupy)
+        vg_s = timed(lambda: loss.value_and_grad(*a, out=out), cupy)
         row = {"loss": name, "value_s": value_s, "value_and_grad_s": vg_s,
-               "value_gbs": moved_bytes("value", y, p) / value_s / 1e9,
-               "value_and_grad_gbs": moved_bytes("value_and_grad", y, p) / vg_s / 1e9}
+               "value_gbs": moved_bytes("value", a, at) / value_s / 1e9,
+               "value_and_grad_gbs": moved_bytes("value_and_grad", a, at) / vg_s / 1e9}
         row["value_pct_copy"] = 100 * row["value_gbs"] / copy_gbs
         row["value_and_grad_pct_copy"] = 100 * row["value_and_grad_gbs"] / copy_gbs
         if name in refs:
-            row["cupy_value_and_grad_s"] = timed(lambda: refs[name](y, p), cupy)
+            row["cupy_value_and_grad_s"] = timed(lambda: refs[name](*a), cupy)
             row["speedup_vs_cupy"] = row["cupy_value_and_grad_s"] / vg_s
         if torch is not None and name in trefs:
-            tt, tp = torch.as_tensor(y, device="cuda"), torch.as_tensor(p, device="cuda")
-            row["torch_value_and_grad_s"] = timed(lambda: trefs[name](tt, tp), cupy)
+            tensors = [torch.as_tensor(x, device="cuda") for x in a]
+            row["torch_value_and_grad_s"] = timed(lambda: trefs[name](*tensors), cupy)
             row["speedup_vs_torch"] = row["torch_value_and_grad_s"] / vg_s
         rows.append(row)
         print(f"{name:32s} value {row['value_gbs']:7.0f} GB/s ({row['value_pct_copy']:5.1f}% of copy)"

@@ -22,5 +22,5 @@ def test_mse_value_and_grad(benchmark, monkeypatch, sample, n, kernel):
     monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", 0 if kernel == "parallel" else sys.maxsize)
     t, p, out = sample(n, row=1024)
     benchmark.group = f"threshold n=2**{n.bit_length() - 1}"
-    benchmark.extra_info.update(kernel=kernel, n=n, bytes=_bench.moved_bytes("value_and_grad", t, p))
+    benchmark.extra_info.update(kernel=kernel, n=n, bytes=_bench.moved_bytes("value_and_grad", (t, p)))
     benchmark(fastloss.mean_squared_error.value_and_grad, t, p, out=out)

@@ -12,16 +12,16 @@ def warmup(args):
 
     import fastloss
     from fastloss import _config
-    from fastloss._bench import targets_for
+    from fastloss._bench import arguments
 
     def call_all(xp, dtype):
         t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
         p = xp.asarray(np.linspace(0.95, 0.05, 6).reshape(2, 3), dtype=dtype)
-        for loss in fastloss.LOSSES.values():
-            y = targets_for(loss, t, p)
-            loss(y, p)
-            loss.grad(y, p)
-            loss.value_and_grad(y, p)
+        for name, loss in fastloss.LOSSES.items():
+            args = arguments(name, t, p)
+            loss(*args)
+            loss.grad(*args)
+            loss.value_and_grad(*args)
 
     start = time.perf_counter()
     saved = _config.PARALLEL_THRESHOLD

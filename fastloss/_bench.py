@@ -157,6 +157,129 @@ def categorical_cce_vg(t, p):
     return value, grad / p.shape[0]
 
 
+def _distance(x, y, eps=1e-6):
+    """PyTorch's pairwise_distance (p = 2): (||x - y + eps||, x - y + eps)."""
+    v = x - y + eps
+    return np.sqrt((v * v).sum(-1)), v
+
+
+def triplet_margin(a, p, n):
+    return np.mean(np.maximum(1 + _distance(a, p)[0] - _distance(a, n)[0], 0))
+
+
+def triplet_margin_vg(a, p, n):
+    d_ap, u = _distance(a, p)
+    d_an, v = _distance(a, n)
+    h = 1 + d_ap - d_an
+    active = ((h >= 0) / len(h))[:, None]
+    gu, gv = u * (active / d_ap[:, None]), v * (active / d_an[:, None])
+    return np.mean(np.maximum(h, 0)), (gu - gv, -gu, gv)
+
+
+def quadruplet(a, p, n1, n2):
+    d_ap = ((a - p) ** 2).sum(-1)
+    return np.mean(np.maximum(d_ap - ((a - n1) ** 2).sum(-1) + 1.0, 0)
+                   + np.maximum(d_ap - ((n1 - n2) ** 2).sum(-1) + 0.5, 0))
+
+
+def quadruplet_vg(a, p, n1, n2):
+    u, v, w = a - p, a - n1, n1 - n2
+    d_ap = (u * u).sum(-1)
+    h1, h2 = d_ap - (v * v).sum(-1) + 1.0, d_ap - (w * w).sum(-1) + 0.5
+    c1 = (2.0 * (h1 > 0) / len(u))[:, None]
+    c2 = (2.0 * (h2 > 0) / len(u))[:, None]
+    value = np.mean(np.maximum(h1, 0) + np.maximum(h2, 0))
+    return value, ((c1 + c2) * u - c1 * v, -(c1 + c2) * u, c1 * v - c2 * w, c2 * w)
+
+
+def contrastive(y, x1, x2):
+    d = _distance(x1, x2)[0]
+    return np.mean(y * d * d + (1 - y) * np.maximum(1 - d, 0) ** 2)
+
+
+def contrastive_vg(y, x1, x2):
+    d, v = _distance(x1, x2)
+    h = np.maximum(1 - d, 0)
+    c = (2 * (y - (1 - y) * h / d) / len(d))[:, None]
+    return np.mean(y * d * d + (1 - y) * h * h), (c * v, -c * v)
+
+
+def cosine_embedding(y, x1, x2):
+    cos = (x1 * x2).sum(-1) / np.sqrt(((x1 * x1).sum(-1) + 1e-12) * ((x2 * x2).sum(-1) + 1e-12))
+    return np.mean(np.where(y == 1, 1 - cos, np.maximum(cos, 0)))
+
+
+def cosine_embedding_vg(y, x1, x2):
+    m1, m2 = (x1 * x1).sum(-1) + 1e-12, (x2 * x2).sum(-1) + 1e-12
+    den = np.sqrt(m1 * m2)
+    cos = (x1 * x2).sum(-1) / den
+    dcos = (np.where(y == 1, -1.0, (cos >= 0) * 1.0) / len(y))[:, None]
+    value = np.mean(np.where(y == 1, 1 - cos, np.maximum(cos, 0)))
+    c, cos = dcos / den[:, None], cos[:, None]
+    return value, (c * x2 - dcos * cos * x1 / m1[:, None], c * x1 - dcos * cos * x2 / m2[:, None])
+
+
+def margin_ranking(y, x1, x2):
+    return np.mean(np.maximum(-y * (x1 - x2), 0))
+
+
+def margin_ranking_vg(y, x1, x2):
+    h = -y * (x1 - x2)
+    g = -y * (h >= 0) / h.size
+    return np.mean(np.maximum(h, 0)), (g, -g)
+
+
+def hinge_embedding(y, x):
+    return np.mean(np.where(y == 1, x, np.maximum(1 - x, 0)))
+
+
+def hinge_embedding_vg(y, x):
+    value = np.mean(np.where(y == 1, x, np.maximum(1 - x, 0)))
+    return value, np.where(y == 1, 1.0, -1.0 * (x <= 1)) / x.size
+
+
+def poisson_nll(y, x):
+    return np.mean(np.exp(x) - y * x)
+
+
+def poisson_nll_vg(y, x):
+    e = np.exp(x)
+    return np.mean(e - y * x), (e - y) / x.size
+
+
+def gaussian_nll(y, mean, var):
+    v = np.maximum(var, 1e-6)
+    return np.mean(0.5 * (np.log(v) + (mean - y) ** 2 / v))
+
+
+def gaussian_nll_vg(y, mean, var):
+    v = np.maximum(var, 1e-6)
+    d = mean - y
+    dd = d * d / v
+    return np.mean(0.5 * (np.log(v) + dd)), (d / v / d.size, 0.5 * (1 - dd) / v / d.size)
+
+
+def gaussian_kl(mean, logvar):
+    return -0.5 * np.mean(1 + logvar - mean * mean - np.exp(logvar))
+
+
+def gaussian_kl_vg(mean, logvar):
+    e = np.exp(logvar)
+    return -0.5 * np.mean(1 + logvar - mean * mean - e), (mean / mean.size, 0.5 * (e - 1) / e.size)
+
+
+def stacked_triplet(y, stacked):
+    a, p, n = np.split(stacked, 3, axis=-1)
+    return np.mean(np.maximum(((a - p) ** 2).sum(-1) - ((a - n) ** 2).sum(-1) + 0.2, 0))
+
+
+def stacked_triplet_vg(y, stacked):
+    a, p, n = np.split(stacked, 3, axis=-1)
+    h = ((a - p) ** 2).sum(-1) - ((a - n) ** 2).sum(-1) + 0.2
+    c = (2.0 * (h > 0) / len(h))[:, None]
+    return np.mean(np.maximum(h, 0)), np.concatenate([c * (n - p), -c * (a - p), c * (a - n)], -1)
+
+
 NUMPY = {
     "mean_squared_error": (mse, mse_vg),
     "mean_absolute_error": (mae, mae_vg),
@@ -172,16 +295,36 @@ NUMPY = {
     "cross_entropy": (cross_entropy, cross_entropy_vg),
     "sparse_categorical_crossentropy": (sparse_cce, sparse_cce_vg),
     "categorical_crossentropy": (categorical_cce, categorical_cce_vg),
+    "triplet_margin_loss": (triplet_margin, triplet_margin_vg),
+    "quadruplet_loss": (quadruplet, quadruplet_vg),
+    "contrastive_loss": (contrastive, contrastive_vg),
+    "cosine_embedding_loss": (cosine_embedding, cosine_embedding_vg),
+    "margin_ranking_loss": (margin_ranking, margin_ranking_vg),
+    "hinge_embedding_loss": (hinge_embedding, hinge_embedding_vg),
+    "poisson_nll_loss": (poisson_nll, poisson_nll_vg),
+    "gaussian_nll_loss": (gaussian_nll, gaussian_nll_vg),
+    "gaussian_kl_loss": (gaussian_kl, gaussian_kl_vg),
+    "triplet_loss": (stacked_triplet, stacked_triplet_vg),
 }
 
 
+def _add_family_references():
+    """The NumPy versions that live beside their loss families."""
+    from . import _overlap
+    NUMPY.update({name: (value, vg) for name, (_, value, vg) in _overlap.BENCH.items()})
+
+
+_add_family_references()
+
+
 def torch_functions():
-    """{loss name: f(input, target)} from torch.nn.functional, or {} without PyTorch."""
+    """{loss name: f(*arrays)} from torch.nn.functional, taking fastloss's positional
+    arrays (labels first), or {} without PyTorch."""
     try:
         import torch.nn.functional as F
     except ImportError:
         return {}
-    return {
+    targets_last = {
         "mean_squared_error": F.mse_loss, "mse_loss": F.mse_loss,
         "mean_absolute_error": F.l1_loss, "l1_loss": F.l1_loss,
         "huber": F.huber_loss, "huber_loss": F.huber_loss,
@@ -191,7 +334,17 @@ def torch_functions():
         "nll_loss": F.nll_loss,
         "multi_margin_loss": F.multi_margin_loss,
         "multilabel_soft_margin_loss": F.multilabel_soft_margin_loss,
+        "hinge_embedding_loss": F.hinge_embedding_loss,
+        "poisson_nll_loss": F.poisson_nll_loss,
     }
+    fns = {name: (lambda t, p, f=f: f(p, t)) for name, f in targets_last.items()}
+    fns.update({
+        "triplet_margin_loss": F.triplet_margin_loss,
+        "cosine_embedding_loss": lambda y, x1, x2: F.cosine_embedding_loss(x1, x2, y),
+        "margin_ranking_loss": lambda y, x1, x2: F.margin_ranking_loss(x1, x2, y),
+        "gaussian_nll_loss": lambda y, mean, var: F.gaussian_nll_loss(mean, y, var),
+    })
+    return fns
 
 
 def jax_functions():
@@ -231,71 +384,127 @@ def sample(n, dtype="float32", row=ROW, seed=0):
 def targets_for(loss, t, p):
     """The y_true that ``loss`` takes on sample data: class indices spread over the
     classes (one per row of p) for the losses over integer labels, else ``t``."""
-    if getattr(loss, "targets", "dense") == "dense":
+    if getattr(loss, "targets", "dense") in ("dense", "unused"):
         return t
-    xp = sys.modules[type(p).__module__.split(".")[0]]  # numpy or cupy
+    xp = _module_of(p)
     rows = math.prod(p.shape[:-1])
     return xp.asarray((np.arange(rows) * 7919 % p.shape[-1]).reshape(p.shape[:-1]))
 
 
-def moved_bytes(mode, t, p):
-    """The bytes a loss must move: read y_true and y_pred (and write the gradient)."""
-    return t.nbytes + p.nbytes * (2 if mode == "value_and_grad" else 1)
+def _module_of(x):
+    return sys.modules[type(x).__module__.split(".")[0]]  # numpy or cupy
 
 
-def calls(name, mode, t, p, out, torch_fns=None, jax_fns=None):
-    """Zero-argument callables computing loss ``name`` in ``mode`` on (t, p), keyed by
-    implementation: "fastloss" (gradient into ``out``), "numpy", "torch" and "jax" when
-    there.  Losses over integer labels get ``targets_for(loss, t, p)``."""
+def _signs(x):
+    return (2 * (x > 0.5) - 1).astype(x.dtype)
+
+
+def _mix(x, y, a):
+    """Another sample array from two: a x + (1 - a) y (a new array)."""
+    return a * x + (1 - a) * y
+
+
+# The arrays of the losses that take more than (y_true, y_pred), made from the sample
+# (t, p): embeddings of p's shape, one label per row, a variance, ...
+SAMPLE_ARRAYS = {
+    "triplet_margin_loss": lambda t, p: (t, p, _mix(t, p, 0.3)),
+    "quadruplet_loss": lambda t, p: (t, p, _mix(t, p, 0.3), _mix(t, p, 0.8)),
+    "contrastive_loss": lambda t, p: ((t[..., 0] > 0.5).astype(t.dtype), t, p),
+    "cosine_embedding_loss": lambda t, p: (_signs(t[..., 0]), t, p),
+    "margin_ranking_loss": lambda t, p: (_signs(t), p, _mix(t, p, 0.5)),
+    "hinge_embedding_loss": lambda t, p: (_signs(t), p),
+    "gaussian_nll_loss": lambda t, p: (t, p, _mix(t, p, 0.5)),
+    # [anchor | positive | negative]: the row cut to a multiple of 3
+    "triplet_loss": lambda t, p: (t[..., 0], _module_of(p).ascontiguousarray(
+        p[..., :p.shape[-1] // 3 * 3])),
+}
+
+
+def arguments(name, t, p):
+    """The positional arrays loss ``name`` takes on sample data (t, p)."""
+    import fastloss
+
+    if name in SAMPLE_ARRAYS:
+        return SAMPLE_ARRAYS[name](t, p)
+    return targets_for(fastloss.LOSSES[name], t, p), p
+
+
+def gradient_positions(name, nargs):
+    """Which of the positional arrays get a gradient (the predictions: the last ones)."""
     import fastloss
 
     loss = fastloss.LOSSES[name]
-    t = targets_for(loss, t, p)
+    count = len(getattr(loss, "predictions", (None,)))
+    return tuple(range(nargs - count, nargs))
+
+
+def moved_bytes(mode, args, positions=None):
+    """The bytes a loss must move: read every array (and write the gradients, of the
+    arrays at ``positions``; default the last)."""
+    positions = (len(args) - 1,) if positions is None else positions
+    written = sum(args[k].nbytes for k in positions) if mode == "value_and_grad" else 0
+    return sum(a.nbytes for a in args) + written
+
+
+def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
+    """Zero-argument callables computing loss ``name`` in ``mode`` on sample data (t, p)
+    (``arguments(name, t, p)``), keyed by implementation: "fastloss" (gradients into
+    preallocated buffers), "numpy", "torch" and "jax" when there."""
+    import fastloss
+
+    loss = fastloss.LOSSES[name]
+    args = arguments(name, t, p)
+    positions = gradient_positions(name, len(args))
+    outs = tuple(np.empty_like(args[k]) for k in positions)
+    if out is not None and len(outs) == 1 and out.shape == args[-1].shape:
+        outs = (out,)
+    out = outs if hasattr(loss, "predictions") else outs[0]
     found = {}
     if mode == "value":
-        found["fastloss"] = lambda: loss(t, p)
+        found["fastloss"] = lambda: loss(*args)
     else:
-        found["fastloss"] = lambda: loss.value_and_grad(t, p, out=out)
+        found["fastloss"] = lambda: loss.value_and_grad(*args, out=out)
     if name in NUMPY:
         ref = NUMPY[name][mode == "value_and_grad"]
-        found["numpy"] = lambda: ref(t, p)
+        found["numpy"] = lambda: ref(*args)
     torch_fns = torch_functions() if torch_fns is None else torch_fns
     if name in torch_fns:
-        found["torch"] = _torch_call(torch_fns[name], mode, t, p)
+        found["torch"] = _torch_call(torch_fns[name], mode, args, positions)
     jax_fns = jax_functions() if jax_fns is None else jax_fns
     if name in jax_fns:
-        found["jax"] = _jax_call(jax_fns[name][mode == "value_and_grad"], t, p)
+        found["jax"] = _jax_call(jax_fns[name][mode == "value_and_grad"], args)
     return found
 
 
-def _jax_call(f, t, p):
+def _jax_call(f, args):
     import jax
 
-    tj, pj = jax.device_put(t), jax.device_put(p)
+    on_device = [jax.device_put(a) for a in args]
 
     def call():
-        return jax.block_until_ready(f(tj, pj))
+        return jax.block_until_ready(f(*on_device))
     return call
 
 
-def _torch_call(f, mode, t, p):
+def _torch_call(f, mode, args, positions):
     import torch
 
-    tt = torch.from_numpy(t)
     if mode == "value":
-        pt = torch.from_numpy(p)
+        tensors = [torch.from_numpy(a) for a in args]
 
         def value():
             with torch.no_grad():
-                return f(pt, tt)
+                return f(*tensors)
         return value
-    pt = torch.from_numpy(p).requires_grad_()
+    tensors = [torch.from_numpy(a).requires_grad_(k in positions) for k, a in enumerate(args)]
+    wanted = [tensors[k] for k in positions]
 
     def value_and_grad():  # forward + backward
-        pt.grad = None
-        v = f(pt, tt)
+        for x in wanted:
+            x.grad = None
+        v = f(*tensors)
         v.backward()
-        return v, pt.grad
+        return v, [x.grad for x in wanted]
     return value_and_grad
 
 
@@ -377,8 +586,9 @@ def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW):
             progress(f"{name} {mode}")
             fns = calls(name, mode, t, p, out, torch_fns, jax_fns)
             times = time_calls({**fns, "copy": copy}, repeat)
-            targets = targets_for(fastloss.LOSSES[name], t, p)
-            result = {"loss": name, "mode": mode, "bytes": moved_bytes(mode, targets, p)}
+            args = arguments(name, t, p)
+            result = {"loss": name, "mode": mode,
+                      "bytes": moved_bytes(mode, args, gradient_positions(name, len(args)))}
             result.update((f"{impl}_s", seconds) for impl, seconds in times.items())
             result["gbps"] = result["bytes"] / result["fastloss_s"] / 1e9
             for impl in [impl for impl in fns if impl != "fastloss"]:

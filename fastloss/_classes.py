@@ -1,6 +1,7 @@
 """Keras-style loss classes: a loss with its options and reduction bound at construction."""
 
 from . import losses as _losses
+from ._multi import MultiLoss
 
 
 class LossFunction:
@@ -35,8 +36,25 @@ class LossFunction:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
 
 
+class MultiLossFunction(LossFunction):
+    """A configured loss of several arrays (PyTorch's modules): ``obj(*arrays)``; ``grad``
+    returns one gradient per prediction array."""
+
+    def __call__(self, *arrays):
+        return self.loss(*arrays, reduction=self.reduction, **self.options)
+
+    def grad(self, *arrays, grad_output=None, out=None):
+        return self.loss.grad(*arrays, reduction=self.reduction, grad_output=grad_output,
+                              out=out, **self.options)
+
+    def value_and_grad(self, *arrays, grad_output=None, out=None):
+        return self.loss.value_and_grad(*arrays, reduction=self.reduction,
+                                        grad_output=grad_output, out=out, **self.options)
+
+
 def _loss_class(class_name, loss):
-    return type(class_name, (LossFunction,), {"loss": loss, "__doc__": loss.__doc__})
+    base = MultiLossFunction if isinstance(loss, MultiLoss) else LossFunction
+    return type(class_name, (base,), {"loss": loss, "__doc__": loss.__doc__})
 
 
 CLASS_NAMES = {
@@ -70,6 +88,16 @@ CLASS_NAMES = {
     "NLLLoss": "nll_loss",
     "MultiMarginLoss": "multi_margin_loss",
     "MultiLabelSoftMarginLoss": "multilabel_soft_margin_loss",
+    "Dice": "dice",
+    "Tversky": "tversky",
+    "Circle": "circle",
+    "HingeEmbeddingLoss": "hinge_embedding_loss",
+    "PoissonNLLLoss": "poisson_nll_loss",
+    "TripletMarginLoss": "triplet_margin_loss",
+    "CosineEmbeddingLoss": "cosine_embedding_loss",
+    "MarginRankingLoss": "margin_ranking_loss",
+    "GaussianNLLLoss": "gaussian_nll_loss",
 }
 
-CLASSES = {cls: _loss_class(cls, _losses.LOSSES[fn]) for cls, fn in CLASS_NAMES.items()}
+CLASSES = {cls: _loss_class(cls, _losses.LOSSES[fn]) for cls, fn in CLASS_NAMES.items()
+           if fn in _losses.LOSSES}

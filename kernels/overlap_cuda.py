@@ -10,7 +10,8 @@ the sums are bitwise repeatable, and everything runs under the CUDA simulator to
 
 from numba import cuda, float64
 
-from .pointwise_cuda import CHUNK, THREADS, _block_sum, _plan, plan  # noqa: F401 (plan: for callers)
+from .pointwise_cuda import CHUNK, THREADS, _block_sum, _plan
+from .pointwise_cuda import plan  # noqa: F401  (the number of blocks of these kernels too)
 
 
 @cuda.jit

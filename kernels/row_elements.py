@@ -512,6 +512,13 @@ def p_distance(x1, x2, power, eps, shared, lane, lanes):
 
 
 @helper
+def inverse_or_zero(x):
+    """1 / x, and 0 for x = 0 (a zero norm has a zero gradient, as PyTorch's)."""
+    T = type(x)
+    return T(1.0) / x if x != T(0.0) else T(0.0)
+
+
+@helper
 def p_distance_slope(v, dist, power):
     """d ||v||_power / d v_j for the component v_j of a vector of norm dist: 0 where
     the norm is 0, as PyTorch's norm backward."""
@@ -548,13 +555,25 @@ def triplet_margin(y, x, o, g, scale, lane, lanes, shared, GRAD):
         s = T(scale) * slope
         s_an = s * (T(1.0) - w_pn)
         s_pn = s * w_pn
-        for j in range(lane, a.size, lanes):
-            u_ap = s * p_distance_slope(a[j] - pos[j] + eps, d_ap, power)
-            u_an = s_an * p_distance_slope(a[j] - neg[j] + eps, d_an, power)
-            u_pn = s_pn * p_distance_slope(pos[j] - neg[j] + eps, d_pn, power) if swap else T(0.0)
-            ga[j] = u_ap - u_an
-            gp[j] = -u_ap - u_pn
-            gn[j] = u_an + u_pn
+        if power == T(2.0):  # the common case, as a loop LLVM vectorises
+            c_ap = s * inverse_or_zero(d_ap)
+            c_an = s_an * inverse_or_zero(d_an)
+            c_pn = s_pn * inverse_or_zero(d_pn)
+            for j in range(lane, a.size, lanes):
+                u_ap = c_ap * (a[j] - pos[j] + eps)
+                u_an = c_an * (a[j] - neg[j] + eps)
+                u_pn = c_pn * (pos[j] - neg[j] + eps)
+                ga[j] = u_ap - u_an
+                gp[j] = -u_ap - u_pn
+                gn[j] = u_an + u_pn
+        else:
+            for j in range(lane, a.size, lanes):
+                u_ap = s * p_distance_slope(a[j] - pos[j] + eps, d_ap, power)
+                u_an = s_an * p_distance_slope(a[j] - neg[j] + eps, d_an, power)
+                u_pn = s_pn * p_distance_slope(pos[j] - neg[j] + eps, d_pn, power)
+                ga[j] = u_ap - u_an
+                gp[j] = -u_ap - u_pn
+                gn[j] = u_an + u_pn
     return loss
 
 

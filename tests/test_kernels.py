@@ -30,7 +30,7 @@ DIGEST = """
     import hashlib, numpy as np, fastloss as fl
     from fastloss.losses import LOSSES
     rng = np.random.default_rng(0)
-    from fastloss._bench import targets_for
+    from fastloss._bench import arguments
     rng = np.random.default_rng(0)
     t = rng.uniform(0.05, 0.95, (3000, 333)).astype(np.float32)
     p = rng.uniform(0.05, 0.95, (3000, 333)).astype(np.float32)
@@ -38,10 +38,12 @@ DIGEST = """
     h = hashlib.sha256()
     for name, loss in sorted(LOSSES.items()):
         kw = {"sample_weight": w} if loss.convention == "keras" else {}
-        y = targets_for(loss, t, p)  # class indices for the losses over labels
-        v, g = loss.value_and_grad(y, p, **kw)
-        h.update(np.asarray(v).tobytes()); h.update(g.tobytes())
-        h.update(np.asarray(loss(y, p, **kw)).tobytes())
+        args = arguments(name, t, p)  # class indices for the losses over labels, ...
+        v, g = loss.value_and_grad(*args, **kw)
+        h.update(np.asarray(v).tobytes())
+        for gi in (g if isinstance(g, tuple) else (g,)):
+            h.update(gi.tobytes())
+        h.update(np.asarray(loss(*args, **kw)).tobytes())
     print(h.hexdigest())
 """
 
@@ -75,8 +77,8 @@ def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
         from numba import cuda, float32, float64, int64, types
         from fastloss.kernels import generated_cuda, pointwise_cuda
         from fastloss.kernels._generate import MODES
-        from fastloss.kernels.elements import ELEMENTS, OPTION_SLOTS
-        from fastloss.kernels.row_elements import ROW_ELEMENTS
+        from fastloss.kernels.elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS
+        from fastloss.kernels.row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
         from numba.cuda import dispatcher
 
         # Device functions that are not inlined in Numba's IR (the row elements' helpers)
@@ -88,9 +90,13 @@ def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
         count = 0
         for dt in (float32, float64):
             o = types.UniTuple(dt, OPTION_SLOTS)
-            tail = (int64, float64[::1], float64[::1], float64[::1], dt[::1], dt[::1], float64[::1])
-            for names, sig in ((ELEMENTS, (dt[::1], dt[::1], o) + tail),
-                               (ROW_ELEMENTS, (dt[::1], int64[::1], dt[::1], float64[::1], o) + tail)):
+            a = dt[::1]
+            middle = (int64, float64[::1], float64[::1], float64[::1], a)
+            tail = middle + (a, float64[::1])
+            for names, sig in ((ELEMENTS, (a, a, o) + tail),
+                               (PAIR_ELEMENTS, (a, a, a, o) + middle + (a, a, float64[::1])),
+                               (ROW_ELEMENTS, (a, int64[::1], a, float64[::1], o) + tail),
+                               (TUPLE_ELEMENTS, (a,) * 5 + (o,) + middle + (a,) * 4 + (float64[::1],))):
                 for name in names:
                     for mode in MODES:
                         ptx, _ = cuda.compile_ptx(
@@ -107,7 +113,7 @@ def test_every_cuda_kernel_compiles_to_ptx_for_sm90():
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                             text=True, env={**env, "NUMBA_ENABLE_CUDASIM": "0"}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    kernels = len(_generate.ELEMENTS) + len(_generate.ROW_ELEMENTS)
+    kernels = sum(len(elements) for _, _, elements in _generate.FAMILIES)
     assert int(result.stdout) == 2 * kernels * len(_generate.MODES)
 
 
