@@ -33,37 +33,26 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
              as for the pointwise body (per-row weight and gradient factor, ...)
     Returns ``sum_r weight_r * loss_r``.
     """
-    R = p.size // C
-    ntasks, rows_per_task = _plan(R, C)
-    weight_step = 1 if weight.size > 1 else 0
-    coef_step = 1 if coef.size > 1 else 0
-    dense = t.size > 0
-    want_rows = row_out.size > 0
+    return _rows(_class_row, row_elem, (t, labels, p, cw), p.size // C, o, C, weight, coef,
+                 gscale, row_out, grad, partials, VALUE, GRAD)
+
+
+@njit(inline="always")
+def _class_row(row_elem, inputs, o, C, scale, grad, r, shared, GRAD):
+    """One row's loss for a row element, or 0 for an ignored row."""
+    t, labels, p, cw = inputs
     T = type(o[0])
-    shared = np.empty(0)  # the lanes' scratch: unused on the CPU
-    for task in prange(ntasks):
-        acc = 0.0
-        for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
-            lo = r * C
-            hi = lo + C
-            label = -1 if dense else labels[r]
-            g = grad[lo:hi] if GRAD else grad[0:0]
-            if label < 0 and not dense:
-                if GRAD:
-                    g[:] = T(0.0)
-                loss = 0.0
-            else:
-                tr = t[lo:hi] if dense else t[0:0]
-                loss = float(row_elem(tr, label, p[lo:hi], cw, o, g,
-                                      T(coef[r * coef_step] * gscale[0]), 0, 1, shared, GRAD))
-            if VALUE:
-                loss *= weight[r * weight_step]
-                if want_rows:
-                    row_out[r] = loss
-                acc += loss
-        if VALUE:
-            partials[task] = acc
-    return ordered_total(partials, ntasks) if VALUE else 0.0
+    lo = r * C
+    hi = lo + C
+    dense = t.size > 0
+    label = -1 if dense else labels[r]
+    g = grad[lo:hi] if GRAD else grad[0:0]
+    if label < 0 and not dense:
+        if GRAD:
+            g[:] = T(0.0)
+        return 0.0
+    tr = t[lo:hi] if dense else t[0:0]
+    return float(row_elem(tr, label, p[lo:hi], cw, o, g, scale, 0, 1, shared, GRAD))
 
 
 @njit(inline="always")
@@ -79,23 +68,38 @@ def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, 
         loss = elem(y_r, (a_r, b_r, c_r, d_r), o, (ga_r, gb_r, gc_r, gd_r), scale,
                     lane, lanes, shared, GRAD)
     """
-    R = a.size // C
+    return _rows(_tuple_row, elem, (y, a, b, c, d), a.size // C, o, C, weight, coef, gscale,
+                 row_out, (ga, gb, gc, gd), partials, VALUE, GRAD)
+
+
+@njit(inline="always")
+def _tuple_row(elem, inputs, o, C, scale, grad, r, shared, GRAD):
+    """One row's loss for a tuple element."""
+    y, a, b, c, d = inputs
+    ga, gb, gc, gd = grad
+    lo = r * C
+    hi = lo + C
+    label = y[r] if y.size > 0 else type(o[0])(0.0)
+    rows = (a[lo:hi], b[lo:hi], c[lo:hi], d[lo:hi])
+    grads = (ga[lo:hi], gb[lo:hi], gc[lo:hi], gd[lo:hi]) if GRAD else rows
+    return float(elem(label, rows, o, grads, scale, 0, 1, shared, GRAD))
+
+
+@njit(inline="always")
+def _rows(row_loss, elem, inputs, R, o, C, weight, coef, gscale, row_out, grad, partials,
+          VALUE, GRAD):
+    """The task loop of both row bodies: whole rows per task, one partial per task."""
     ntasks, rows_per_task = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0
     want_rows = row_out.size > 0
     T = type(o[0])
-    shared = np.empty(0)
+    shared = np.empty(0)  # the lanes' scratch: unused on the CPU
     for task in prange(ntasks):
         acc = 0.0
         for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
-            lo = r * C
-            hi = lo + C
-            label = y[r] if y.size > 0 else T(0.0)
-            rows = (a[lo:hi], b[lo:hi], c[lo:hi], d[lo:hi])
-            grads = (ga[lo:hi], gb[lo:hi], gc[lo:hi], gd[lo:hi]) if GRAD else rows
-            loss = float(elem(label, rows, o, grads, T(coef[r * coef_step] * gscale[0]),
-                              0, 1, shared, GRAD))
+            loss = row_loss(elem, inputs, o, C, T(coef[r * coef_step] * gscale[0]), grad, r,
+                            shared, GRAD)
             if VALUE:
                 loss *= weight[r * weight_step]
                 if want_rows:
