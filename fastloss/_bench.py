@@ -309,12 +309,22 @@ NUMPY = {
 
 
 def _add_family_references():
-    """The NumPy versions that live beside their loss families."""
-    from . import _overlap
-    NUMPY.update({name: (value, vg) for name, (_, value, vg) in _overlap.BENCH.items()})
+    """The NumPy versions (and, for the losses over pairs of a batch, the sample data)
+    that live beside their loss families."""
+    from . import _overlap, _pairwise
+    for family in (_overlap, _pairwise):
+        NUMPY.update({name: (value, vg) for name, (_, value, vg) in family.BENCH.items()})
+    for name, (make_inputs, _, _) in _pairwise.BENCH.items():
+        # (labels, embeddings): N rows of 128 features (N capped: the cost is N**2)
+        SAMPLE_ARRAYS[name] = lambda t, p, make=make_inputs: _on_module_of(
+            p, make(t.size, t.dtype, np.random.default_rng(0)))
 
 
-_add_family_references()
+def _on_module_of(x, arrays):
+    """NumPy arrays moved to x's array module (CuPy for the GPU benchmarks)."""
+    xp = _module_of(x)
+    return tuple(xp.asarray(a) for a in arrays)
+
 
 
 def torch_functions():
@@ -708,3 +718,5 @@ def main(args):
         print(f"wrote {args.json}")
     return 0
 
+
+_add_family_references()

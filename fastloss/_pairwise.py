@@ -85,6 +85,10 @@ class PairwiseLoss(Loss):
     def default_reduction(self):
         return "sum_over_batch_size" if self.convention == "keras" else "mean"
 
+    def check_options(self, options):
+        """The scalar options (the array options are checked against the inputs)."""
+        return super().check_options({k: v for k, v in options.items() if k not in self.arrays})
+
     def check_reduction(self, reduction):
         if self.convention == "keras":
             return super().check_reduction(reduction)
@@ -95,9 +99,8 @@ class PairwiseLoss(Loss):
 
     def _compute(self, y_true, y_pred, sample_weight, reduction, options, *,
                  want_value, want_grad, grad_output=None, out=None):
-        options = dict(options)
-        arrays = {name: options.pop(name, None) for name in self.arrays}
         values = self.check_options(options)
+        arrays = {name: options.get(name) for name in self.arrays}
         reduction = self.check_reduction(reduction)
         if self.convention != "keras" and sample_weight is not None:
             raise TypeError(f"{self.name} follows {self.convention} and takes no sample_weight")
@@ -163,10 +166,16 @@ def _as_dtype(value, dtype, xp):
 
 
 class CircleLoss(PairwiseLoss):
-    """Keras 3's circle loss (keras.losses.circle and keras.losses.Circle)."""
+    """Keras 3's circle loss (keras.losses.circle and keras.losses.Circle).
+
+    ``ref_labels`` / ``ref_embeddings`` (Keras's defaults: y_true, y_pred) give the
+    columns of the similarity matrix.  Reference embeddings, when given, are constants:
+    the gradient is with respect to y_pred only.  Without them the references are y_pred
+    itself, and the gradient flows through both sides of every similarity."""
 
     def _run(self, placement, labels, e, input_dtype, values, arrays, sample_weight, reduction,
              grad_output, grad, want_value):
+        from fastloss.kernels.pairwise import CIRCLE_STATS
         xp = placement.xp
         dtype = e.dtype
         N, D = e.shape
@@ -181,7 +190,7 @@ class CircleLoss(PairwiseLoss):
         launcher = _Launcher(placement, N * M * max(D, 1))
         option_args = (float(values["gamma"]), float(values["margin"]),
                        bool(values["remove_diagonal"]))
-        stats = xp.empty((N, 3), np.float64)
+        stats = xp.empty((N, CIRCLE_STATS), np.float64)
         rows = xp.zeros(N, np.float64)
         if N > 0:
             launcher.run("circle_stats", N, (labels, e, ref_labels, ref, *option_args, stats, rows),

@@ -191,9 +191,10 @@ ALIASES.update({
 LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}
 
 # The row-wise losses (cross-entropies over classes, ...) have their own table.
-from . import _overlap, multi_losses, row_losses  # noqa: E402
+from . import _overlap, _pairwise, multi_losses, row_losses  # noqa: E402
 
 LOSSES.update(row_losses.LOSSES)
 ALIASES.update(row_losses.ALIASES)
 LOSSES.update(multi_losses.LOSSES)
 LOSSES.update(_overlap.LOSSES)
+LOSSES.update(_pairwise.LOSSES)

@@ -12,6 +12,10 @@ recomputed where needed, one dot product at a time.
   (``G_jk`` only when ``r`` is ``e``: ``S`` is then symmetric).  Each output row is
   written by one task: no races, and the same result for any number of threads.
 
+The row loops live in functions that take arrays and are called once per row (or, on
+CUDA, per thread); what they call per pair takes scalars only (the dot product aside):
+an array-taking function inlined per pair cost reference counting on the CPU.
+
 The per-pair math (written once here, compiled for CUDA by ``pairwise_cuda``) runs in
 float64: it costs a few operations per pair against the ``D`` multiply-adds of the
 pair's dot product, which run in the inputs' dtype.  Row sums and gradient rows are
@@ -46,7 +50,7 @@ NTXENT_STATS = 6
 
 def device_function(fn):
     """A function of the kernels, compiled as a function of its own (LLVM inlines it):
-    inlining them in Numba's IR made every kernel take seconds more to compile.  They
+    inlining every one in Numba's IR made the kernels take seconds more to compile.  They
     carry the kernels' fastmath flags and error model themselves, as a function of its
     own does not get its caller's."""
     DEVICE_FUNCTIONS[fn.__name__] = fn
@@ -128,11 +132,22 @@ def circle_negative(s, gamma, margin):
 
 
 @device_function
-def circle_pair_term(s, positive, h, p, n, gamma, margin):
+def circle_kind(label, ref_label, h, diagonal, remove_diagonal):
+    """The part a pair takes in its row's loss: 1 positive, -1 negative, 0 none (the
+    removed diagonal, or a row whose cotangent times sigmoid, h, is 0)."""
+    if h == 0.0 or (label == ref_label and remove_diagonal and diagonal):
+        return 0
+    return 1 if label == ref_label else -1
+
+
+@device_function
+def circle_term(s, kind, h, p, n, gamma, margin):
     """``h * d softplus(p + n) / d s`` for one pair of a row whose log-sum-exps over its
     positive and negative pairs are ``p`` and ``n``; ``h`` is the row's cotangent times
     ``sigmoid(p + n)``."""
-    if positive:
+    if kind == 0:
+        return 0.0
+    if kind > 0:
         logit, slope = circle_positive(s, gamma, margin)
         return h * exp(logit - p) * slope
     logit, slope = circle_negative(s, gamma, margin)
@@ -140,12 +155,13 @@ def circle_pair_term(s, positive, h, p, n, gamma, margin):
 
 
 @device_function
-def dot(a, b):
-    """<a, b>, accumulated in the inputs' dtype (the loop that vectorises)."""
-    T = type(a[0])
+def dot(a, i, b, j):
+    """<a[i], b[j]>, accumulated in the inputs' dtype (the loop that vectorises).  Rows
+    are indexed, not sliced: a view per pair cost reference counting."""
+    T = type(a[0, 0])
     acc = T(0.0)
-    for d in range(a.size):
-        acc += a[d] * b[d]
+    for d in range(a.shape[1]):
+        acc += a[i, d] * b[j, d]
     return acc
 
 
@@ -162,7 +178,7 @@ def circle_row(labels, e, ref_labels, ref, i, lane, lanes, gamma, margin, remove
         positive = labels[i] == ref_labels[j]
         if positive and remove_diagonal and i == j:
             continue
-        s = float(dot(e[i], ref[j]))
+        s = float(dot(e, i, ref, j))
         if positive:
             pm, ps = lse_add(pm, ps, circle_positive(s, gamma, margin)[0], True)
         else:
@@ -180,43 +196,39 @@ def circle_finish_row(p, n, i, stats, rows):
 
 
 @device_function
-def circle_pair_grad(labels, e, ref_labels, ref, k, j, gamma, margin, remove_diagonal, self_ref,
-                     stats, cotangent):
-    """``G_kj``, plus ``G_jk`` when the references are the embeddings themselves: the
-    factor of ``r_j`` in the gradient of row k.  0 (no dot product) for pairs outside
-    the masks or of rows whose cotangent or sigmoid is 0."""
+def circle_factors(labels, e, ref_labels, ref, k, start, stop, gamma, margin, remove_diagonal,
+                   self_ref, stats, cotangent, out, offset):
+    """``out[offset + j - start] = G_kj (+ G_jk)`` for ``j`` in [start, stop): the factors
+    of ``r_j`` in row k's gradient, ``G = d loss / d S`` (``G_jk`` when the references
+    are e itself).  No dot product for pairs outside the masks or of rows whose
+    cotangent times sigmoid is 0."""
     h_k = cotangent[k] * stats[k, CIRCLE_SIGMOID]
-    positive_kj = labels[k] == ref_labels[j]
-    use_k = h_k != 0.0 and not (positive_kj and remove_diagonal and k == j)
-    h_j = 0.0
-    positive_jk = False
-    use_j = False
-    if self_ref:
-        h_j = cotangent[j] * stats[j, CIRCLE_SIGMOID]
-        positive_jk = labels[j] == ref_labels[k]
-        use_j = h_j != 0.0 and not (positive_jk and remove_diagonal and k == j)
-    if not (use_k or use_j):
-        return 0.0
-    s = float(dot(e[k], ref[j]))
-    coef = 0.0
-    if use_k:
-        coef += circle_pair_term(s, positive_kj, h_k, stats[k, CIRCLE_POSITIVE],
-                                 stats[k, CIRCLE_NEGATIVE], gamma, margin)
-    if use_j:
-        coef += circle_pair_term(s, positive_jk, h_j, stats[j, CIRCLE_POSITIVE],
-                                 stats[j, CIRCLE_NEGATIVE], gamma, margin)
-    return coef
+    for j in range(start, stop):
+        kind_k = circle_kind(labels[k], ref_labels[j], h_k, k == j, remove_diagonal)
+        kind_j = 0
+        h_j = 0.0
+        if self_ref:
+            h_j = cotangent[j] * stats[j, CIRCLE_SIGMOID]
+            kind_j = circle_kind(labels[j], ref_labels[k], h_j, k == j, remove_diagonal)
+        c = 0.0
+        if kind_k != 0 or kind_j != 0:
+            s = float(dot(e, k, ref, j))
+            c = (circle_term(s, kind_k, h_k, stats[k, CIRCLE_POSITIVE],
+                             stats[k, CIRCLE_NEGATIVE], gamma, margin)
+                 + circle_term(s, kind_j, h_j, stats[j, CIRCLE_POSITIVE],
+                               stats[j, CIRCLE_NEGATIVE], gamma, margin))
+        out[offset + j - start] = c
 
 
 # -- NT-Xent (Optax) -------------------------------------------------------------------
 
 @device_function
-def ntxent_norm(x, eps, stats, i):
-    """Optax's normalisation ``x / sqrt(max(|x|**2, eps))``: its factor and the clamp's
-    slope (1 above, 1/2 at, 0 below)."""
+def ntxent_norm(e, eps, stats, i):
+    """Optax's normalisation of row i, ``e_i / sqrt(max(|e_i|**2, eps))``: its factor and
+    the clamp's slope (1 above, 1/2 at, 0 below)."""
     n2 = 0.0
-    for d in range(x.size):
-        n2 += float(x[d]) * float(x[d])
+    for d in range(e.shape[1]):
+        n2 += float(e[i, d]) * float(e[i, d])
     stats[i, NTXENT_INV_NORM] = 1.0 / sqrt(max(n2, eps))
     stats[i, NTXENT_NORM_SLOPE] = relu_slope(n2 - eps)
 
@@ -224,7 +236,7 @@ def ntxent_norm(x, eps, stats, i):
 @device_function
 def ntxent_similarity(e, stats, i, j, temperature):
     """The cosine similarity of rows i and j over the temperature."""
-    return (float(dot(e[i], e[j])) * stats[i, NTXENT_INV_NORM] * stats[j, NTXENT_INV_NORM]
+    return (float(dot(e, i, e, j)) * stats[i, NTXENT_INV_NORM] * stats[j, NTXENT_INV_NORM]
             / temperature)
 
 
@@ -268,16 +280,28 @@ def ntxent_positive_share(x, negatives):
 
 
 @device_function
-def ntxent_pair_grad(labels, e, stats, k, j, temperature):
-    """``d (sum of pair losses) / d s_kj + d / d s_jk`` (s = similarity / temperature)."""
-    if j == k:
-        return 0.0
-    s = ntxent_similarity(e, stats, k, j, temperature)
-    if labels[k] == labels[j]:
-        return -(ntxent_positive_share(s - stats[k, NTXENT_MAX], stats[k, NTXENT_NEGATIVES])
-                 + ntxent_positive_share(s - stats[j, NTXENT_MAX], stats[j, NTXENT_NEGATIVES]))
-    return (exp(s - stats[k, NTXENT_MAX]) * stats[k, NTXENT_INV_SUM]
-            + exp(s - stats[j, NTXENT_MAX]) * stats[j, NTXENT_INV_SUM])
+def ntxent_pair_factor(s, positive, m_k, negatives_k, inv_sum_k, m_j, negatives_j, inv_sum_j):
+    """``d (sum of pair losses) / d s_kj + d / d s_jk`` (s = similarity / temperature),
+    from the pass-1 statistics of rows k and j."""
+    if positive:
+        return -(ntxent_positive_share(s - m_k, negatives_k)
+                 + ntxent_positive_share(s - m_j, negatives_j))
+    return exp(s - m_k) * inv_sum_k + exp(s - m_j) * inv_sum_j
+
+
+@device_function
+def ntxent_factors(labels, e, stats, k, start, stop, temperature, out, offset):
+    """``out[offset + j - start]``, for ``j`` in [start, stop): the factor of ``e_j`` in
+    row k's gradient before the normalisation's chain rule (0 for j = k)."""
+    for j in range(start, stop):
+        c = 0.0
+        if j != k:
+            s = ntxent_similarity(e, stats, k, j, temperature)
+            c = ntxent_pair_factor(s, labels[k] == labels[j], stats[k, NTXENT_MAX],
+                                   stats[k, NTXENT_NEGATIVES], stats[k, NTXENT_INV_SUM],
+                                   stats[j, NTXENT_MAX], stats[j, NTXENT_NEGATIVES],
+                                   stats[j, NTXENT_INV_SUM]) * stats[j, NTXENT_INV_NORM]
+        out[offset + j - start] = c
 
 
 @device_function
@@ -298,42 +322,44 @@ _cpu_function = njit(fastmath=FASTMATH, error_model="numpy")
 
 
 @_cpu_function
-def _add_scaled(acc, c, r):
-    for d in range(acc.size):
-        acc[d] += c * r[d]
+def _add_scaled(acc, c, r, j):
+    """acc += c * r[j] (skipped for c = 0: a pair outside the masks)."""
+    if c != 0.0:
+        for d in range(acc.size):
+            acc[d] += c * r[j, d]
 
 
 @_cpu_function
 def _circle_grad_row(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref,
                      stats, cotangent, k, grad):
+    """Row k of the gradient: the factors of the references, then their sum of the
+    references scaled by them, in float64."""
+    factors = np.empty(ref.shape[0])
+    circle_factors(labels, e, ref_labels, ref, k, 0, ref.shape[0], gamma, margin,
+                   remove_diagonal, self_ref, stats, cotangent, factors, 0)
     acc = np.zeros(e.shape[1])
     for j in range(ref.shape[0]):
-        c = circle_pair_grad(labels, e, ref_labels, ref, k, j, gamma, margin, remove_diagonal,
-                             self_ref, stats, cotangent)
-        if c != 0.0:
-            _add_scaled(acc, c, ref[j])
-    g = grad[k]
+        _add_scaled(acc, factors[j], ref, j)
     for d in range(acc.size):
-        g[d] = acc[d]
+        grad[k, d] = acc[d]
 
 
 @_cpu_function
 def _ntxent_grad_row(labels, e, temperature, stats, factor, k, grad):
+    """Row k of the gradient, as _circle_grad_row, then through the normalisation."""
+    factors = np.empty(e.shape[0])
+    ntxent_factors(labels, e, stats, k, 0, e.shape[0], temperature, factors, 0)
     acc = np.zeros(e.shape[1])
     for j in range(e.shape[0]):
-        c = ntxent_pair_grad(labels, e, stats, k, j, temperature)
-        if c != 0.0:
-            _add_scaled(acc, c * stats[j, NTXENT_INV_NORM], e[j])
+        _add_scaled(acc, factors[j], e, j)
     # acc * factor is d loss / d u_k, u_k = e_k * inv_k: the chain rule through it
     inv_k = stats[k, NTXENT_INV_NORM]
-    ek = e[k]
     projection = 0.0
     for d in range(acc.size):
-        projection += ek[d] * inv_k * acc[d]
+        projection += e[k, d] * inv_k * acc[d]
     along = stats[k, NTXENT_NORM_SLOPE] * projection
-    g = grad[k]
     for d in range(acc.size):
-        g[d] = (acc[d] - ek[d] * inv_k * along) * (factor * inv_k)
+        grad[k, d] = (acc[d] - e[k, d] * inv_k * along) * (factor * inv_k)
 
 
 @njit(inline="always")
@@ -356,7 +382,7 @@ def _circle_grad(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, sel
 def _ntxent_stats(labels, e, eps, temperature, stats, rows):
     N = e.shape[0]
     for i in prange(N):
-        ntxent_norm(e[i], eps, stats, i)
+        ntxent_norm(e, eps, stats, i)
     for i in prange(N):
         m, negatives, count = ntxent_row_max(labels, e, stats, i, 0, 1, temperature)
         loss, inv_sum = ntxent_row_positives(labels, e, stats, i, 0, 1, temperature, m,

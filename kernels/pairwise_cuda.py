@@ -38,12 +38,12 @@ def _compile_all():
 _DEVICE = _compile_all()
 circle_row = _DEVICE["circle_row"]
 circle_finish_row = _DEVICE["circle_finish_row"]
-circle_pair_grad = _DEVICE["circle_pair_grad"]
+circle_factors = _DEVICE["circle_factors"]
 lse_value = _DEVICE["lse_value"]
 ntxent_norm = _DEVICE["ntxent_norm"]
 ntxent_row_max = _DEVICE["ntxent_row_max"]
 ntxent_row_positives = _DEVICE["ntxent_row_positives"]
-ntxent_pair_grad = _DEVICE["ntxent_pair_grad"]
+ntxent_factors = _DEVICE["ntxent_factors"]
 ntxent_finish_row = _DEVICE["ntxent_finish_row"]
 
 
@@ -123,12 +123,11 @@ def circle_grad(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self
         acc = 0.0
         for j0 in range(0, M, THREADS):
             j = j0 + tid
-            c = 0.0
-            if j < M:
-                c = circle_pair_grad(labels, e, ref_labels, ref, k, j, gamma, margin,
-                                     remove_diagonal, self_ref, stats, cotangent)
             cuda.syncthreads()  # the previous tile has been read
-            factors[tid] = c
+            factors[tid] = 0.0
+            if j < M:
+                circle_factors(labels, e, ref_labels, ref, k, j, j + 1, gamma, margin,
+                               remove_diagonal, self_ref, stats, cotangent, factors, tid)
             cuda.syncthreads()
             if d < D:
                 for t in range(min(THREADS, M - j0)):
@@ -144,7 +143,7 @@ def ntxent_norms(e, eps, stats):
     """Each row's normalisation factor: one thread per row."""
     i = cuda.grid(1)
     if i < e.shape[0]:
-        ntxent_norm(e[i], eps, stats, i)
+        ntxent_norm(e, eps, stats, i)
 
 
 @cuda.jit
@@ -186,11 +185,10 @@ def ntxent_grad(labels, e, temperature, stats, scale, grad):
         acc = 0.0
         for j0 in range(0, N, THREADS):
             j = j0 + tid
-            c = 0.0
+            cuda.syncthreads()  # the previous tile has been read
+            factors[tid] = 0.0
             if j < N:
-                c = ntxent_pair_grad(labels, e, stats, k, j, temperature) * stats[j, NTXENT_INV_NORM]
-            cuda.syncthreads()
-            factors[tid] = c
+                ntxent_factors(labels, e, stats, k, j, j + 1, temperature, factors, tid)
             cuda.syncthreads()
             if d < D:
                 for t in range(min(THREADS, N - j0)):

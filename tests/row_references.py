@@ -83,6 +83,8 @@ def poly_loss(y, x, epsilon=2.0):
 
 
 # name -> (convention, targets, per-row function of (targets, p, **options))
+from multi_references import stacked_triplet  # noqa: E402
+
 ROW_LOSSES = {
     "categorical_crossentropy": ("keras", "dense", categorical_crossentropy),
     "sparse_categorical_crossentropy": (
@@ -106,6 +108,8 @@ ROW_LOSSES = {
     "multi_margin_loss": ("torch", "labels", multi_margin),
     "multilabel_soft_margin_loss": ("torch", "dense", multilabel_soft_margin),
     "poly_loss_cross_entropy": ("optax", "dense", poly_loss),
+    # y_true unused; y_pred = [anchor | positive | negative] (tests/test_multi.py)
+    "triplet_loss": ("keras", "unused", lambda t, p, alpha=0.2: stacked_triplet(None, p, alpha)),
 }
 
 
