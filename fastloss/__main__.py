@@ -112,6 +112,9 @@ def parser():
                    help="losses to time, by name or alias (default: all)")
     b.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     b.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON")
+    b.add_argument("--plot", metavar="PATH",
+                   help="also write a PNG bar chart of each loss's %% of the copy's bandwidth "
+                        "(needs matplotlib: the 'plot' extra)")
     b.add_argument("--repeat", type=_positive_int, default=7, metavar="N",
                    help="timed samples per call; the median is reported (default: 7)")
     b.set_defaults(func=bench)
@@ -124,13 +127,15 @@ def parser():
 
 
 def _loss_name(name):
+    """A loss's name from its name, an alias or its class name."""
     import fastloss
 
-    loss = {**fastloss.LOSSES, **fastloss.ALIASES}.get(name)
-    if loss is None:
+    try:
+        found = fastloss.get(name)
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"unknown loss {name!r}; known: {', '.join(fastloss.LOSSES)}")
-    return loss.name
+            f"unknown loss {name!r}; known: {', '.join(fastloss.LOSSES)}") from None
+    return getattr(found, "loss", found).name
 
 
 def _shape(text):

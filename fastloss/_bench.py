@@ -677,6 +677,33 @@ def report(copy, rows, n, shape, dtype):
                 columns, table, caption, left=2)
 
 
+def plot(rows, copy, path, subtitle):
+    """A PNG bar chart of each loss's % of the copy's bandwidth, value and value_and_grad
+    side by side (needs matplotlib: pip install 'fastloss[plot]')."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'fastloss[plot]'") from None
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["loss"] for r in rows))
+    pct = {(r["loss"], r["mode"]): r["pct_copy"] for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(names) + 2), 4.5))
+    width = 0.4
+    for k, mode in enumerate(MODES):
+        xs = [i + (k - 0.5) * width for i in range(len(names))]
+        ax.bar(xs, [pct.get((name, mode), 0.0) for name in names], width, label=mode)
+    ax.axhline(100, color="black", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=8)
+    ax.set_ylabel(f"% of copy bandwidth ({copy['gbps']:.1f} GB/s)")
+    ax.set_title(f"fastloss: effective bandwidth per loss\n{subtitle}", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(args):
     import fastloss
 
@@ -708,6 +735,9 @@ def main(args):
                 bar.update(task, description=label)
             copy, rows = bench(names, n, args.dtype, args.repeat, progress, row)
     report(copy, rows, n, shape, args.dtype)
+    if args.plot:
+        plot(rows, copy, args.plot, f"n = {n:,} {args.dtype} as {tuple(shape)}")
+        print(f"wrote {args.plot}")
     if args.json:
         doc = {"machine": machine_info(),
                "config": {"size": None if args.shape else args.size, "n": n, "shape": list(shape), "dtype": args.dtype,
