@@ -1,4 +1,4 @@
-"""The command line: the main job's table for every loss, its JSON and plot; warmup."""
+"""The command line: the main job's table for every loss, its JSON and its plot."""
 
 import json
 
