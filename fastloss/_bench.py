@@ -584,8 +584,6 @@ def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW):
     copy of the same data, so the copy is measured throughout the run (its GB/s is the
     median over all rows); returns (copy summary, rows).  ``progress(label)`` is called
     before each row."""
-    import fastloss
-
     progress = progress or (lambda label: None)
     t, p, out = sample(n, dtype, row)
     torch_fns, jax_fns = torch_functions(), jax_functions()

@@ -180,7 +180,6 @@ class MultiLoss(Loss):
         axes, in the input's given shape."""
         if grad.shape == tuple(target_shape):
             return grad
-        xp = placement.xp
         extra = grad.ndim - len(target_shape)
         axes = tuple(range(extra)) + tuple(
             extra + i for i, n in enumerate(target_shape) if n == 1 and grad.shape[extra + i] != 1)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ._arrays import Placement, broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
-from ._loss import Loss, Option, keras_layout, torch_rows_layout
+from ._loss import Loss, keras_layout, torch_rows_layout
 from ._run import KernelCall, run
 
 
@@ -201,7 +201,6 @@ class RowLoss(Loss):
         """sample_weight with Keras's ignore_class mask merged in (keras apply_mask)."""
         if keep is None:
             return sample_weight
-        xp = placement.xp
         mask = keep.astype(dtype)
         if reduction in ("mean", "sum_over_batch_size"):
             valid = float(keep.sum())

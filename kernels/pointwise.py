@@ -12,7 +12,6 @@ partials are added in task order, and per-row results of split rows are added fr
 their chunks in order: so the result is bitwise the same for any number of threads.
 """
 
-import numpy as np
 from numba import njit, prange
 
 # Elements per task: large enough to amortise a task, small enough to balance threads.

@@ -101,6 +101,12 @@ def keras_loss(elementwise, t, p, sample_weight=None, reduction="sum_over_batch_
     p = np.asarray(p, np.float64)
     t, p = keras_same_rank(t, p)
     values = elementwise(np.broadcast_to(t, p.shape), p, **opt)[0].mean(axis=-1)
+    return keras_reduce(values, sample_weight, reduction)
+
+
+def keras_reduce(values, sample_weight, reduction):
+    """Keras 3's reduce_weighted_values of per-sample values, in float64."""
+    values = np.asarray(values, np.float64)
     w = None
     if sample_weight is not None:
         w = np.asarray(sample_weight, np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fastloss._overlap import BENCH, LOSSES
-from references import EPS, finite_difference_grad, keras_same_rank
+from references import EPS, finite_difference_grad, keras_reduce
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-10}
 KERAS_REDUCTIONS = ["sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none"]
@@ -76,23 +76,6 @@ def per_sample_grad(name, t, p, axis, **options):
         N, dN = (1 + b2) * tp, (1 + b2) * t
         D, dD = (1 + b2) * tp + b2 * fn + fp + EPS, (1 + b2) * t - b2 * t + (1 - t)
     return -(dN * D - N * dD) / D ** 2
-
-
-def keras_reduce(values, sample_weight, reduction):
-    """Keras 3's reduce_weighted_values, in float64."""
-    values = np.asarray(values, np.float64)
-    w = None
-    if sample_weight is not None:
-        w = np.asarray(sample_weight, np.float64)
-        values, w = keras_same_rank(values, w)
-        values = values * w
-    if reduction in (None, "none") or values.shape in ((), (0,)):
-        return values
-    total = values.sum()
-    if reduction == "sum":
-        return total
-    divisor = w.sum() if (reduction == "mean_with_sample_weight" and w is not None) else values.size
-    return 0.0 if divisor == 0 else total / divisor
 
 
 def reference(name, t, p, axis=None, sample_weight=None, reduction="sum_over_batch_size",
