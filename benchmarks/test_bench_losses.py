@@ -80,3 +80,18 @@ def test_cross_entropy_integer_labels(benchmark, sample, mode, impl):
     benchmark.extra_info.update(loss="cross_entropy", mode=mode, impl=impl, bytes=nbytes,
                                 n=rows * classes, shape=list(CROSS_ENTROPY_SHAPE))
     benchmark(fn)
+
+
+@pytest.mark.parametrize("impl", ["fastloss", "numpy"])
+@pytest.mark.parametrize("name", list(fastloss.LOSSES))
+def test_small_batch_call_overhead(benchmark, sample, name, impl):
+    """value_and_grad on a (32, 10) batch: what a call costs beyond its arithmetic
+    (argument checks, dispatch), against NumPy's own expression of the loss."""
+    t, p, out = sample(320, row=10)
+    fn = _bench.calls(name, "value_and_grad", t, p, out, {}, {}).get(impl)
+    if fn is None:
+        pytest.skip(f"no {impl} version of {name}")
+    benchmark.group = f"{name} value_and_grad (32, 10)"
+    benchmark.extra_info.update(loss=name, mode="value_and_grad", impl=impl, n=320,
+                                shape=[32, 10])
+    benchmark(fn)
