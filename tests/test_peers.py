@@ -21,25 +21,14 @@ float64, which is what Keras's TensorFlow backend does); ``test_keras_jax_mean_d
 pins the demotion, so it fails, and says so, the day Keras drops it.
 """
 
-import os
-import zlib
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 torch = pytest.importorskip("torch")
-jax = pytest.importorskip("jax")
-jax.config.update("jax_enable_x64", True)
-keras = pytest.importorskip("keras")
+from keras_peers import jax, jnp, keep_float64, keras, rng_for  # noqa: E402
 optax = pytest.importorskip("optax")
-if keras.backend.backend() != "jax":  # pragma: no cover - a keras imported before us
-    pytest.skip(f"needs KERAS_BACKEND=jax, keras runs on {keras.backend.backend()}",
-                allow_module_level=True)
-import jax.numpy as jnp  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-from keras.src.backend.common import dtypes as keras_dtypes  # noqa: E402
 
 import fastloss as fl  # noqa: E402
 
@@ -47,10 +36,6 @@ RTOL = {np.float32: 2e-5, np.float64: 1e-7}
 ATOL = {np.float32: 1e-7, np.float64: 1e-13}
 
 # -- inputs ------------------------------------------------------------------------------
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 def inputs(name, shape, dtype, rng):
@@ -155,7 +140,7 @@ def keras_value_and_grad(cls, options, t, p, w, reduction, dtype, cotangent_rng)
 @pytest.mark.parametrize("case", list(KERAS_LOSSES))
 def test_keras(case, shape, reduction, weight_form, dtype, monkeypatch):
     if dtype == np.float64:  # see the module's docstring
-        monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+        keep_float64(monkeypatch)
     name = case.split("-")[0]
     cls, options = KERAS_LOSSES[case]
     rng = rng_for(case, shape, reduction, weight_form, np.dtype(dtype).name)
@@ -192,7 +177,7 @@ AXIS_CASES = ["binary_crossentropy", "binary_crossentropy-logits", "binary_focal
 def test_keras_axis(case, shape, axis, reduction, weight_form, dtype, monkeypatch):
     """The axis option: the mean over that axis, the rest as for axis=-1."""
     if dtype == np.float64:
-        monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+        keep_float64(monkeypatch)
     cls, options = KERAS_LOSSES[case]
     options = dict(options, axis=axis)
     rng = rng_for(case, shape, axis, reduction, weight_form, np.dtype(dtype).name)

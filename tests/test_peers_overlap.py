@@ -4,23 +4,13 @@ and ``fbeta_loss`` against its formula written in ``keras.ops`` and wrapped in K
 keras or jax is missing (CI has neither); see tests/test_peers.py for how to run it and
 why the float64 cases lift Keras's float64 -> float32 demotion."""
 
-import os
-import zlib
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-jax = pytest.importorskip("jax")
-jax.config.update("jax_enable_x64", True)
-keras = pytest.importorskip("keras")
-if keras.backend.backend() != "jax":  # pragma: no cover
-    pytest.skip(f"needs KERAS_BACKEND=jax, keras runs on {keras.backend.backend()}",
-                allow_module_level=True)
-import jax.numpy as jnp  # noqa: E402
+from keras_peers import jax, jnp, keep_float64, keras, keras_value_and_grad, rng_for  # noqa: E402,E501
 from keras import ops  # noqa: E402
 
-from keras.src.backend.common import dtypes as keras_dtypes  # noqa: E402
 from keras.src.losses.losses import LossFunctionWrapper  # noqa: E402
 
 from fastloss._overlap import LOSSES  # noqa: E402
@@ -28,10 +18,6 @@ from fastloss._overlap import LOSSES  # noqa: E402
 RTOL = {np.float32: 2e-5, np.float64: 1e-7}
 ATOL = {np.float32: 1e-7, np.float64: 1e-13}
 SHAPE = (4, 5, 6)
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 def keras_fbeta(y_true, y_pred, beta=1.0, axis=None):
@@ -71,7 +57,7 @@ AXES = [None, (1, 2), (2,), (0,), (0, 2)]
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[2]}-{c[1]}")
 def test_keras(case, reduction, axis, weights, dtype, monkeypatch):
     if dtype == np.float64:
-        monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+        keep_float64(monkeypatch)
     name, options, targets = case
     rng = rng_for(name, options, reduction, axis, weights, np.dtype(dtype).name)
     t = (rng.random(SHAPE) < 0.5) * 1.0 if targets == "binary" else rng.uniform(0, 1, SHAPE)
@@ -84,13 +70,7 @@ def test_keras(case, reduction, axis, weights, dtype, monkeypatch):
         kept = [n for i, n in enumerate(SHAPE) if axis is not None and i not in axis]
         w = rng.uniform(0.1, 2.0, kept if axis is not None else SHAPE[0])
     kloss = keras_loss(name, options, reduction, np.dtype(dtype).name, axis)
-    value = np.asarray(kloss(jnp.asarray(t), jnp.asarray(p), sample_weight=w))
-    go = None if value.shape == () else rng.normal(size=value.shape).astype(dtype)
-
-    def scalar(q):
-        out = kloss(jnp.asarray(t), q, sample_weight=w)
-        return out if go is None else jnp.sum(jnp.asarray(go, out.dtype) * out)
-    grad = np.asarray(jax.grad(scalar)(jnp.asarray(p)))
+    value, grad, go = keras_value_and_grad(kloss, jnp.asarray(t), p, w, rng, dtype)
 
     what = f"{name} {options} {reduction} axis={axis} weights={weights} {np.dtype(dtype).name}"
     v, g = LOSSES[name].value_and_grad(t, p, sample_weight=w, reduction=reduction, axis=axis,
@@ -125,7 +105,7 @@ def test_keras_empty_axis_and_empty_batch():
                                                     ((8, 1), (8,), (-1,)), ((8, 1), (8,), None)])
 def test_keras_trailing_axis_of_one(t_shape, p_shape, axis, monkeypatch):
     """Keras's squeeze/expand of a trailing axis of size 1 happens before ``axis`` applies."""
-    monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+    keep_float64(monkeypatch)
     rng = rng_for(t_shape, p_shape, axis)
     t = (rng.random(t_shape) < 0.5) * 1.0
     p = rng.uniform(0.02, 0.98, p_shape)

@@ -7,23 +7,13 @@ it as tests/test_peers.py says:
 The float64 Keras cases lift Keras's float64 -> float32 demotion (see tests/test_peers.py).
 """
 
-import os
-import zlib
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
-jax = pytest.importorskip("jax")
-jax.config.update("jax_enable_x64", True)
-keras = pytest.importorskip("keras")
+from keras_peers import jax, jnp, keep_float64, keras, keras_value_and_grad, rng_for  # noqa: E402,E501
 optax = pytest.importorskip("optax")
-if keras.backend.backend() != "jax":  # pragma: no cover
-    pytest.skip(f"needs KERAS_BACKEND=jax, keras runs on {keras.backend.backend()}",
-                allow_module_level=True)
-import jax.numpy as jnp  # noqa: E402
 
-from keras.src.backend.common import dtypes as keras_dtypes  # noqa: E402
 from keras.src.losses.losses import LossFunctionWrapper  # noqa: E402
 
 from fastloss._pairwise import circle, ntxent  # noqa: E402
@@ -34,10 +24,6 @@ RTOL = {np.float32: 2e-5, np.float64: 1e-7}
 ATOL = {np.float32: 1e-6, np.float64: 1e-10}
 N, D = 12, 6
 REDUCTIONS = ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"]
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 def labels_for(rng, rows=N):
@@ -64,18 +50,6 @@ def check(actual, expected, dtype, what):
                                err_msg=what)
 
 
-def keras_value_and_grad(loss, y, x, w, rng, dtype):
-    """The Keras loss object's value, and jax.grad of it (of <cotangent, value> for
-    unreduced values) with respect to the embeddings."""
-    value = np.asarray(loss(y, jnp.asarray(x), sample_weight=w))
-    go = None if value.shape == () else rng.normal(size=value.shape).astype(dtype)
-
-    def scalar(q):
-        out = loss(y, q, sample_weight=w)
-        return out if go is None else jnp.sum(jnp.asarray(go, out.dtype) * out)
-    return value, np.asarray(jax.grad(scalar)(jnp.asarray(x))), go
-
-
 CIRCLE_CASES = {  # name: (embeddings, options)
     "defaults": ("unit", {}),
     "options": ("short", {"gamma": 3.0, "margin": 0.2, "remove_diagonal": False}),
@@ -89,7 +63,7 @@ CIRCLE_CASES = {  # name: (embeddings, options)
 @pytest.mark.parametrize("case", list(CIRCLE_CASES))
 def test_keras_circle(case, reduction, weights, dtype, monkeypatch):
     if dtype == np.float64:
-        monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+        keep_float64(monkeypatch)
     kind, options = CIRCLE_CASES[case]
     rng = rng_for("circle", case, reduction, weights, np.dtype(dtype).name)
     y = labels_for(rng)
@@ -111,7 +85,7 @@ def test_keras_circle_with_references(references, reduction, monkeypatch):
     """ref_labels / ref_embeddings through Keras's own loss wrapper.  With reference
     embeddings the gradient is for y_pred only; with reference labels alone the
     references are y_pred itself, and the gradient flows through both sides."""
-    monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+    keep_float64(monkeypatch)
     rng = rng_for("circle-references", references, reduction)
     y = labels_for(rng)
     x = embeddings("short", rng)
@@ -129,7 +103,7 @@ def test_keras_circle_with_references(references, reduction, monkeypatch):
 
 
 def test_keras_circle_edge_cases(monkeypatch):
-    monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+    keep_float64(monkeypatch)
     rng = rng_for("circle-edges")
     x = embeddings("unit", rng)
     for y in (np.arange(N), np.zeros(N, np.int64), np.array([3]), np.array([1, 1, 1, 2])):

@@ -2,35 +2,20 @@
 and Optax.  Skipped where any is missing (CI has none); see tests/test_peers.py for how to
 run it and why the float64 Keras cases lift Keras's float64 -> float32 demotion."""
 
-import os
-import zlib
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
 torch = pytest.importorskip("torch")
-jax = pytest.importorskip("jax")
-jax.config.update("jax_enable_x64", True)
-keras = pytest.importorskip("keras")
+from keras_peers import jax, jnp, keep_float64, keras, rng_for  # noqa: E402
 optax = pytest.importorskip("optax")
-if keras.backend.backend() != "jax":  # pragma: no cover
-    pytest.skip(f"needs KERAS_BACKEND=jax, keras runs on {keras.backend.backend()}",
-                allow_module_level=True)
-import jax.numpy as jnp  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-from keras.src.backend.common import dtypes as keras_dtypes  # noqa: E402
 
 import fastloss as fl  # noqa: E402
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-7}
 ATOL = {np.float32: 1e-7, np.float64: 1e-13}
 N, C = 8, 7
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 def check(actual, expected, dtype, what):
@@ -89,7 +74,7 @@ REDUCTIONS = ["sum_over_batch_size", "sum", "mean_with_sample_weight", "none"]
 @pytest.mark.parametrize("case", KERAS, ids=lambda c: f"{c[0]}-{c[2]}")
 def test_keras(case, reduction, weighted, dtype, monkeypatch):
     if dtype == np.float64:
-        monkeypatch.setitem(keras_dtypes.BIT64_TO_BIT32_DTYPE, "float64", "float64")
+        keep_float64(monkeypatch)
     name, cls_name, options, t_kind, p_kind = case
     rng = rng_for(name, options, reduction, weighted, np.dtype(dtype).name)
     t = targets(t_kind, rng, options.get("ignore_class"))
