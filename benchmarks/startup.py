@@ -3,7 +3,9 @@
 * ``import fastloss`` (compiles nothing and imports no Numba);
 * a loss's first call with an empty Numba cache (import + compile + run);
 * the same first call with a warm cache (a second process: kernels loaded from disk);
-* for comparison, ``import numba`` alone (what every first call pays) and ``import numpy``.
+* for comparison, ``import numpy``, ``import numba`` alone, and Numba's own floor: import
+  Numba and call a one-line ``@njit(cache=True)`` function loaded from a warm cache (what
+  any Numba-compiled library's first call pays, whatever it does).
 
     python benchmarks/startup.py [--loss mean_squared_error] [--repeat 5] [--json PATH]
 """
@@ -39,10 +41,36 @@ def seconds(code, env=None):
     return [float(x) for x in out.split()]
 
 
+NUMBA_FLOOR = """
+import time
+t0 = time.perf_counter()
+from numba import njit
+@njit(cache=True)
+def add_one(x):
+    return x + 1.0
+add_one(1.0)
+print(time.perf_counter() - t0)
+"""
+
+
+def numba_floor(repeat):
+    """Import Numba and a first call of a trivial cached function, with a warm cache."""
+    with tempfile.TemporaryDirectory() as folder:
+        script = os.path.join(folder, "floor.py")
+        with open(script, "w") as f:
+            f.write(NUMBA_FLOOR)
+        run = [sys.executable, script]
+        subprocess.run(run, check=True, capture_output=True)  # fills the cache
+        return statistics.median(
+            float(subprocess.run(run, check=True, capture_output=True, text=True).stdout)
+            for _ in range(repeat))
+
+
 def measure(loss, repeat):
     timer = "import time; t0 = time.perf_counter(); import {m}; print(time.perf_counter() - t0)"
     result = {name: statistics.median(seconds(timer.format(m=module))[0] for _ in range(repeat))
               for name, module in (("import numpy", "numpy"), ("import numba", "numba"))}
+    result["import numba + first cached @njit call"] = numba_floor(repeat)
     code = FIRST_CALL.format(loss=loss)
     imports, cold, warm = [], [], []
     for _ in range(repeat):

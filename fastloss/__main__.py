@@ -55,12 +55,9 @@ def warmup(args):
 def _count_cpu_kernels():
     """(compiled, loaded from the cache, names of kernels not compiled for both dtypes)
     over the kernel signatures of this process."""
-    from numba.core.registry import CPUDispatcher
-
     from fastloss.kernels import generated_cpu
 
-    kernels = {name: k for name, k in vars(generated_cpu).items()
-               if isinstance(k, CPUDispatcher) and k.py_func.__module__ == generated_cpu.__name__}
+    kernels = {name: getattr(generated_cpu, name) for name in sorted(generated_cpu.NAMES)}
     loaded = sum(len(k.stats.cache_hits) for k in kernels.values())
     compiled = sum(len(k.signatures) for k in kernels.values()) - loaded
     missed = [name for name, k in kernels.items() if len(k.signatures) < 2]

@@ -25,7 +25,8 @@ FAMILIES = (("pointwise", ARGS, ELEMENTS), ("pointwise_pair", PAIR_ARGS, PAIR_EL
             ("rowwise", ROW_ARGS, ROW_ELEMENTS), ("tuplewise", TUPLE_ARGS, TUPLE_ELEMENTS))
 _names = [name for _, _, elements in FAMILIES for name in elements]
 assert len(_names) == len(set(_names)), "element names must be unique across families"
-# Kernels use NumPy's error model: a float division by zero gives inf or NaN (IEEE), as
+# Kernels release the GIL (nogil): serial kernels called from several Python threads run
+# at once.  Kernels use NumPy's error model: a float division by zero gives inf or NaN (IEEE), as
 # in the peers, instead of raising ZeroDivisionError (and the checks cost vectorisation).
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
 # the code they inline: editing the math changes them, which invalidates the cache.
@@ -40,21 +41,38 @@ def header(sources):
             f"# sources sha256: {digest[:32]}\n")
 
 
+# The CPU kernels are plain functions that become Numba dispatchers on first use (the
+# module's __getattr__): making all of them at import took ~0.1 s of a loss's first call.
+CPU_LAZY = '''
+
+def __getattr__(name):
+    """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
+    if name not in NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    kernel = njit(parallel=name.endswith("_parallel"), cache=True, nogil=True,
+                  fastmath=FASTMATH, error_model="numpy")(globals()["_" + name])
+    globals()[name] = kernel
+    return kernel
+'''
+
+
 def render_cpu():
     lines = [header(CPU_SOURCES), "from numba import njit\n",
              f"from .elements import {', '.join(sorted({**ELEMENTS, **PAIR_ELEMENTS}))}",
              "from .pointwise import FASTMATH, pointwise, pointwise_pair",
              f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
              "from .rowwise import rowwise, tuplewise\n"]
+    names = []
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
             for mode, (value, grad) in MODES.items():
-                for suffix, parallel in (("serial", ""), ("parallel", "parallel=True, ")):
+                for suffix in ("serial", "parallel"):
+                    names.append(f"{name}_{mode}_{suffix}")
                     lines += ["",
-                              f"@njit({parallel}cache=True, fastmath=FASTMATH, error_model=\"numpy\")",
-                              f"def {name}_{mode}_{suffix}({args}):",
+                              f"def _{names[-1]}({args}):",
                               f"    return {family}({name}, {args}, {value}, {grad})\n"]
-    return "\n".join(lines)
+    lines.insert(6, f"NAMES = frozenset({sorted(names)!r})")
+    return "\n".join(lines) + CPU_LAZY
 
 
 def render_cuda():

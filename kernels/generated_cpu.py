@@ -8,1142 +8,925 @@ from .pointwise import FASTMATH, pointwise, pointwise_pair
 from .row_elements import categorical_hinge, contrastive, cosine_embedding, cosine_similarity, focal_cross_entropy, generalized_cross_entropy, multi_margin, multilabel_soft_margin, negative_log_likelihood, probs_cross_entropy, quadruplet, softmax_cross_entropy, stacked_triplet, triplet_margin
 from .rowwise import rowwise, tuplewise
 
+NAMES = frozenset(['absolute_error_grad_parallel', 'absolute_error_grad_serial', 'absolute_error_value_and_grad_parallel', 'absolute_error_value_and_grad_serial', 'absolute_error_value_parallel', 'absolute_error_value_serial', 'absolute_percentage_error_grad_parallel', 'absolute_percentage_error_grad_serial', 'absolute_percentage_error_value_and_grad_parallel', 'absolute_percentage_error_value_and_grad_serial', 'absolute_percentage_error_value_parallel', 'absolute_percentage_error_value_serial', 'bce_logits_grad_parallel', 'bce_logits_grad_serial', 'bce_logits_value_and_grad_parallel', 'bce_logits_value_and_grad_serial', 'bce_logits_value_parallel', 'bce_logits_value_serial', 'bce_probs_grad_parallel', 'bce_probs_grad_serial', 'bce_probs_value_and_grad_parallel', 'bce_probs_value_and_grad_serial', 'bce_probs_value_parallel', 'bce_probs_value_serial', 'binary_focal_logits_grad_parallel', 'binary_focal_logits_grad_serial', 'binary_focal_logits_value_and_grad_parallel', 'binary_focal_logits_value_and_grad_serial', 'binary_focal_logits_value_parallel', 'binary_focal_logits_value_serial', 'binary_focal_probs_grad_parallel', 'binary_focal_probs_grad_serial', 'binary_focal_probs_value_and_grad_parallel', 'binary_focal_probs_value_and_grad_serial', 'binary_focal_probs_value_parallel', 'binary_focal_probs_value_serial', 'categorical_hinge_grad_parallel', 'categorical_hinge_grad_serial', 'categorical_hinge_value_and_grad_parallel', 'categorical_hinge_value_and_grad_serial', 'categorical_hinge_value_parallel', 'categorical_hinge_value_serial', 'contrastive_grad_parallel', 'contrastive_grad_serial', 'contrastive_value_and_grad_parallel', 'contrastive_value_and_grad_serial', 'contrastive_value_parallel', 'contrastive_value_serial', 'cosine_embedding_grad_parallel', 'cosine_embedding_grad_serial', 'cosine_embedding_value_and_grad_parallel', 'cosine_embedding_value_and_grad_serial', 'cosine_embedding_value_parallel', 'cosine_embedding_value_serial', 'cosine_similarity_grad_parallel', 'cosine_similarity_grad_serial', 'cosine_similarity_value_and_grad_parallel', 'cosine_similarity_value_and_grad_serial', 'cosine_similarity_value_parallel', 'cosine_similarity_value_serial', 'focal_cross_entropy_grad_parallel', 'focal_cross_entropy_grad_serial', 'focal_cross_entropy_value_and_grad_parallel', 'focal_cross_entropy_value_and_grad_serial', 'focal_cross_entropy_value_parallel', 'focal_cross_entropy_value_serial', 'gaussian_kl_grad_parallel', 'gaussian_kl_grad_serial', 'gaussian_kl_value_and_grad_parallel', 'gaussian_kl_value_and_grad_serial', 'gaussian_kl_value_parallel', 'gaussian_kl_value_serial', 'gaussian_nll_grad_parallel', 'gaussian_nll_grad_serial', 'gaussian_nll_value_and_grad_parallel', 'gaussian_nll_value_and_grad_serial', 'gaussian_nll_value_parallel', 'gaussian_nll_value_serial', 'generalized_cross_entropy_grad_parallel', 'generalized_cross_entropy_grad_serial', 'generalized_cross_entropy_value_and_grad_parallel', 'generalized_cross_entropy_value_and_grad_serial', 'generalized_cross_entropy_value_parallel', 'generalized_cross_entropy_value_serial', 'hinge_embedding_grad_parallel', 'hinge_embedding_grad_serial', 'hinge_embedding_value_and_grad_parallel', 'hinge_embedding_value_and_grad_serial', 'hinge_embedding_value_parallel', 'hinge_embedding_value_serial', 'hinge_grad_parallel', 'hinge_grad_serial', 'hinge_value_and_grad_parallel', 'hinge_value_and_grad_serial', 'hinge_value_parallel', 'hinge_value_serial', 'huber_grad_parallel', 'huber_grad_serial', 'huber_value_and_grad_parallel', 'huber_value_and_grad_serial', 'huber_value_parallel', 'huber_value_serial', 'kl_divergence_grad_parallel', 'kl_divergence_grad_serial', 'kl_divergence_value_and_grad_parallel', 'kl_divergence_value_and_grad_serial', 'kl_divergence_value_parallel', 'kl_divergence_value_serial', 'log_cosh_grad_parallel', 'log_cosh_grad_serial', 'log_cosh_value_and_grad_parallel', 'log_cosh_value_and_grad_serial', 'log_cosh_value_parallel', 'log_cosh_value_serial', 'margin_ranking_grad_parallel', 'margin_ranking_grad_serial', 'margin_ranking_value_and_grad_parallel', 'margin_ranking_value_and_grad_serial', 'margin_ranking_value_parallel', 'margin_ranking_value_serial', 'multi_margin_grad_parallel', 'multi_margin_grad_serial', 'multi_margin_value_and_grad_parallel', 'multi_margin_value_and_grad_serial', 'multi_margin_value_parallel', 'multi_margin_value_serial', 'multilabel_soft_margin_grad_parallel', 'multilabel_soft_margin_grad_serial', 'multilabel_soft_margin_value_and_grad_parallel', 'multilabel_soft_margin_value_and_grad_serial', 'multilabel_soft_margin_value_parallel', 'multilabel_soft_margin_value_serial', 'negative_log_likelihood_grad_parallel', 'negative_log_likelihood_grad_serial', 'negative_log_likelihood_value_and_grad_parallel', 'negative_log_likelihood_value_and_grad_serial', 'negative_log_likelihood_value_parallel', 'negative_log_likelihood_value_serial', 'poisson_grad_parallel', 'poisson_grad_serial', 'poisson_nll_grad_parallel', 'poisson_nll_grad_serial', 'poisson_nll_value_and_grad_parallel', 'poisson_nll_value_and_grad_serial', 'poisson_nll_value_parallel', 'poisson_nll_value_serial', 'poisson_value_and_grad_parallel', 'poisson_value_and_grad_serial', 'poisson_value_parallel', 'poisson_value_serial', 'probs_cross_entropy_grad_parallel', 'probs_cross_entropy_grad_serial', 'probs_cross_entropy_value_and_grad_parallel', 'probs_cross_entropy_value_and_grad_serial', 'probs_cross_entropy_value_parallel', 'probs_cross_entropy_value_serial', 'quadruplet_grad_parallel', 'quadruplet_grad_serial', 'quadruplet_value_and_grad_parallel', 'quadruplet_value_and_grad_serial', 'quadruplet_value_parallel', 'quadruplet_value_serial', 'sigmoid_focal_grad_parallel', 'sigmoid_focal_grad_serial', 'sigmoid_focal_value_and_grad_parallel', 'sigmoid_focal_value_and_grad_serial', 'sigmoid_focal_value_parallel', 'sigmoid_focal_value_serial', 'smooth_l1_grad_parallel', 'smooth_l1_grad_serial', 'smooth_l1_value_and_grad_parallel', 'smooth_l1_value_and_grad_serial', 'smooth_l1_value_parallel', 'smooth_l1_value_serial', 'soft_margin_grad_parallel', 'soft_margin_grad_serial', 'soft_margin_value_and_grad_parallel', 'soft_margin_value_and_grad_serial', 'soft_margin_value_parallel', 'soft_margin_value_serial', 'softmax_cross_entropy_grad_parallel', 'softmax_cross_entropy_grad_serial', 'softmax_cross_entropy_value_and_grad_parallel', 'softmax_cross_entropy_value_and_grad_serial', 'softmax_cross_entropy_value_parallel', 'softmax_cross_entropy_value_serial', 'squared_error_grad_parallel', 'squared_error_grad_serial', 'squared_error_value_and_grad_parallel', 'squared_error_value_and_grad_serial', 'squared_error_value_parallel', 'squared_error_value_serial', 'squared_hinge_grad_parallel', 'squared_hinge_grad_serial', 'squared_hinge_value_and_grad_parallel', 'squared_hinge_value_and_grad_serial', 'squared_hinge_value_parallel', 'squared_hinge_value_serial', 'squared_log_error_grad_parallel', 'squared_log_error_grad_serial', 'squared_log_error_value_and_grad_parallel', 'squared_log_error_value_and_grad_serial', 'squared_log_error_value_parallel', 'squared_log_error_value_serial', 'stacked_triplet_grad_parallel', 'stacked_triplet_grad_serial', 'stacked_triplet_value_and_grad_parallel', 'stacked_triplet_value_and_grad_serial', 'stacked_triplet_value_parallel', 'stacked_triplet_value_serial', 'torch_bce_grad_parallel', 'torch_bce_grad_serial', 'torch_bce_value_and_grad_parallel', 'torch_bce_value_and_grad_serial', 'torch_bce_value_parallel', 'torch_bce_value_serial', 'torch_kl_div_grad_parallel', 'torch_kl_div_grad_serial', 'torch_kl_div_value_and_grad_parallel', 'torch_kl_div_value_and_grad_serial', 'torch_kl_div_value_parallel', 'torch_kl_div_value_serial', 'triplet_margin_grad_parallel', 'triplet_margin_grad_serial', 'triplet_margin_value_and_grad_parallel', 'triplet_margin_value_and_grad_serial', 'triplet_margin_value_parallel', 'triplet_margin_value_serial'])
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_percentage_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_percentage_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_percentage_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_percentage_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_percentage_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_percentage_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_percentage_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_percentage_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_percentage_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_percentage_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def absolute_percentage_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _absolute_percentage_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_logits_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_logits_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_logits_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_logits_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_logits_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_logits_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_probs_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_probs_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_probs_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_probs_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def bce_probs_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _bce_probs_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_logits_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_logits_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_logits_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_logits_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_logits_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_logits_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_probs_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_probs_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_probs_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_probs_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def binary_focal_probs_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _binary_focal_probs_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_embedding_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_embedding_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_embedding_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_embedding_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_embedding_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_embedding_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_embedding_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_embedding_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_embedding_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_embedding_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def hinge_embedding_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _hinge_embedding_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def huber_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _huber_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def huber_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _huber_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def huber_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _huber_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def huber_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _huber_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def huber_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _huber_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def huber_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _huber_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def kl_divergence_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _kl_divergence_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def kl_divergence_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _kl_divergence_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def kl_divergence_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _kl_divergence_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def kl_divergence_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _kl_divergence_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def kl_divergence_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _kl_divergence_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def kl_divergence_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _kl_divergence_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def log_cosh_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _log_cosh_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def log_cosh_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _log_cosh_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def log_cosh_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _log_cosh_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def log_cosh_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _log_cosh_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def log_cosh_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _log_cosh_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def log_cosh_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _log_cosh_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_nll_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_nll_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_nll_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_nll_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_nll_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_nll_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_nll_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_nll_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_nll_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_nll_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def poisson_nll_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _poisson_nll_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def sigmoid_focal_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _sigmoid_focal_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def sigmoid_focal_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _sigmoid_focal_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def sigmoid_focal_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _sigmoid_focal_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def sigmoid_focal_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _sigmoid_focal_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def sigmoid_focal_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _sigmoid_focal_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def sigmoid_focal_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _sigmoid_focal_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def smooth_l1_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _smooth_l1_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def smooth_l1_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _smooth_l1_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def smooth_l1_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _smooth_l1_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def smooth_l1_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _smooth_l1_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def smooth_l1_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _smooth_l1_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def smooth_l1_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _smooth_l1_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def soft_margin_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _soft_margin_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def soft_margin_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _soft_margin_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def soft_margin_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _soft_margin_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def soft_margin_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _soft_margin_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def soft_margin_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _soft_margin_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def soft_margin_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _soft_margin_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_hinge_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_hinge_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_hinge_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_hinge_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_hinge_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_hinge_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_log_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_log_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_log_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_log_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_log_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_log_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_log_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_log_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_log_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_log_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def squared_log_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _squared_log_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_bce_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_bce_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_bce_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_bce_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_bce_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_bce_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_bce_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_bce_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_bce_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_bce_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_bce_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_bce_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_kl_div_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_kl_div_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_kl_div_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_kl_div_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_kl_div_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_kl_div_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_kl_div_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_kl_div_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_kl_div_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_kl_div_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def torch_kl_div_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
+def _torch_kl_div_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     return pointwise(torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_kl_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_kl_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_kl_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_kl_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_kl_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_kl_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_kl_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_kl_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_kl_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_kl_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_kl_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_kl_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_nll_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_nll_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_nll_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_nll_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_nll_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_nll_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_nll_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_nll_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_nll_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_nll_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def gaussian_nll_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _gaussian_nll_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def margin_ranking_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _margin_ranking_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def margin_ranking_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _margin_ranking_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def margin_ranking_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _margin_ranking_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def margin_ranking_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _margin_ranking_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def margin_ranking_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _margin_ranking_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def margin_ranking_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
+def _margin_ranking_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     return pointwise_pair(margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def categorical_hinge_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _categorical_hinge_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def categorical_hinge_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _categorical_hinge_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def categorical_hinge_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _categorical_hinge_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def categorical_hinge_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _categorical_hinge_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def categorical_hinge_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _categorical_hinge_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def categorical_hinge_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _categorical_hinge_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_similarity_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _cosine_similarity_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_similarity_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _cosine_similarity_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_similarity_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _cosine_similarity_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_similarity_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _cosine_similarity_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_similarity_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _cosine_similarity_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_similarity_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _cosine_similarity_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def focal_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _focal_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def focal_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _focal_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def focal_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _focal_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def focal_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _focal_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def focal_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _focal_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def focal_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _focal_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def generalized_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _generalized_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def generalized_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _generalized_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def generalized_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _generalized_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def generalized_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _generalized_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def generalized_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _generalized_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def generalized_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _generalized_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def multi_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multi_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def multi_margin_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multi_margin_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def multi_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multi_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def multi_margin_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multi_margin_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def multi_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multi_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def multi_margin_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multi_margin_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def multilabel_soft_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multilabel_soft_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def multilabel_soft_margin_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multilabel_soft_margin_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def multilabel_soft_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multilabel_soft_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def multilabel_soft_margin_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multilabel_soft_margin_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def multilabel_soft_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multilabel_soft_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def multilabel_soft_margin_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _multilabel_soft_margin_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def negative_log_likelihood_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _negative_log_likelihood_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def negative_log_likelihood_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _negative_log_likelihood_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def negative_log_likelihood_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _negative_log_likelihood_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def negative_log_likelihood_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _negative_log_likelihood_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def negative_log_likelihood_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _negative_log_likelihood_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def negative_log_likelihood_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _negative_log_likelihood_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def probs_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _probs_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def probs_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _probs_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def probs_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _probs_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def probs_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _probs_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def probs_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _probs_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def probs_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _probs_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def softmax_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _softmax_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def softmax_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _softmax_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def softmax_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _softmax_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def softmax_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _softmax_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def softmax_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _softmax_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def softmax_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _softmax_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def stacked_triplet_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _stacked_triplet_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def stacked_triplet_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _stacked_triplet_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def stacked_triplet_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _stacked_triplet_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def stacked_triplet_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _stacked_triplet_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def stacked_triplet_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _stacked_triplet_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def stacked_triplet_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
+def _stacked_triplet_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     return rowwise(stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def contrastive_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _contrastive_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def contrastive_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _contrastive_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def contrastive_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _contrastive_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def contrastive_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _contrastive_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def contrastive_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _contrastive_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def contrastive_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _contrastive_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_embedding_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _cosine_embedding_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_embedding_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _cosine_embedding_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_embedding_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _cosine_embedding_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_embedding_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _cosine_embedding_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_embedding_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _cosine_embedding_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def cosine_embedding_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _cosine_embedding_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def quadruplet_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _quadruplet_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def quadruplet_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _quadruplet_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def quadruplet_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _quadruplet_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def quadruplet_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _quadruplet_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def quadruplet_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _quadruplet_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def quadruplet_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _quadruplet_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def triplet_margin_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _triplet_margin_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def triplet_margin_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _triplet_margin_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, False)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def triplet_margin_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _triplet_margin_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def triplet_margin_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _triplet_margin_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, False, True)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
-def triplet_margin_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _triplet_margin_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
-def triplet_margin_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
+def _triplet_margin_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     return tuplewise(triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, True, True)
+
+
+def __getattr__(name):
+    """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
+    if name not in NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    kernel = njit(parallel=name.endswith("_parallel"), cache=True, nogil=True,
+                  fastmath=FASTMATH, error_model="numpy")(globals()["_" + name])
+    globals()[name] = kernel
+    return kernel

@@ -125,21 +125,21 @@ def gradient(t, slope, intercept, C, grad):
 
 # The kernels the front end calls: module-level, so that Numba's on-disk cache holds them.
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def statistics_serial(t, p, C, stats):
     statistics(t, p, C, stats)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def statistics_parallel(t, p, C, stats):
     statistics(t, p, C, stats)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gradient_serial(t, slope, intercept, C, grad):
     gradient(t, slope, intercept, C, grad)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gradient_parallel(t, slope, intercept, C, grad):
     gradient(t, slope, intercept, C, grad)

@@ -399,46 +399,46 @@ def _ntxent_grad(labels, e, temperature, stats, scale, grad):
 
 # -- the kernels: module-level, so that Numba's on-disk cache holds them -----------------
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def circle_stats_serial(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, stats, rows):
     _circle_stats(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, stats, rows)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def circle_stats_parallel(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, stats,
                           rows):
     _circle_stats(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, stats, rows)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def circle_grad_serial(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref,
                        stats, cotangent, grad):
     _circle_grad(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref, stats,
                  cotangent, grad)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def circle_grad_parallel(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref,
                          stats, cotangent, grad):
     _circle_grad(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref, stats,
                  cotangent, grad)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ntxent_stats_serial(labels, e, eps, temperature, stats, rows):
     _ntxent_stats(labels, e, eps, temperature, stats, rows)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ntxent_stats_parallel(labels, e, eps, temperature, stats, rows):
     _ntxent_stats(labels, e, eps, temperature, stats, rows)
 
 
-@njit(cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ntxent_grad_serial(labels, e, temperature, stats, scale, grad):
     _ntxent_grad(labels, e, temperature, stats, scale, grad)
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ntxent_grad_parallel(labels, e, temperature, stats, scale, grad):
     _ntxent_grad(labels, e, temperature, stats, scale, grad)
