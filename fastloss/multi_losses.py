@@ -56,7 +56,8 @@ class _GaussianNLL(MultiLoss):
                 raise ValueError(f"{self.name}: var of shape {var.shape} must have y_pred's shape "
                                  f"{mean.shape}, that shape with one axis of size 1, or "
                                  f"{mean.shape[:-1]} (one variance per sample)")
-        if xp is np and var.size and bool(np.any(var < 0)):
+        # fmin skips NaN (propagated, not an error) and makes no temporary of var's size
+        if xp is np and var.size and np.fmin.reduce(var, axis=None) < 0:
             raise ValueError(f"{self.name}: var has negative entries (variances must be >= 0)")
         return {**named, "var": var}
 
