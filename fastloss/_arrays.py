@@ -27,7 +27,9 @@ class Placement:
     """
 
     def __init__(self, named_arrays):
-        where = {name: on_gpu(x) for name, x in named_arrays.items() if x is not None}
+        # (a number, such as sample_weight=2.0 or a scaled grad_output, lives nowhere)
+        where = {name: on_gpu(x) for name, x in named_arrays.items()
+                 if x is not None and not isinstance(x, (int, float, np.generic))}
         if len(set(where.values())) > 1:
             gpu = [n for n, g in where.items() if g]
             cpu = [n for n, g in where.items() if not g]
@@ -40,22 +42,53 @@ class Placement:
 
     def asarray(self, x, name):
         """The input as an array of ``xp`` (host copies of GPU inputs forced to the CPU)."""
-        if self.gpu_inputs and self.xp is np:
-            x = import_cupy().asnumpy(x)
-        try:
-            arr = self.xp.asarray(x)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}: {exc}") from None
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold real numbers (bool, int or float), "
-                            f"got dtype {arr.dtype}")
-        return arr
+        return real_array(self.xp, x, name)
 
     def result(self, x):
         """A result in the inputs' library."""
         if self.gpu_inputs and self.xp is np:
             return import_cupy().asarray(x)
         return x
+
+
+def array_module(x):
+    """CuPy for GPU arrays, else NumPy."""
+    return import_cupy() if on_gpu(x) else np
+
+
+def real_array(xp, x, name):
+    """``x`` as an array of ``xp`` holding real numbers (bool, int or float), in the form
+    every kernel takes: native byte order, aligned, writable.  Anything else raises
+    TypeError naming the argument; nothing is copied that need not be."""
+    if xp is np and on_gpu(x):  # a GPU input forced to the CPU
+        x = import_cupy().asnumpy(x)
+    try:
+        arr = xp.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float), "
+                        f"got dtype {arr.dtype}")
+    if xp is np:
+        if not arr.dtype.isnative or not arr.flags.aligned:
+            # (the kernels take native, aligned data; a big-endian float64 is still float64)
+            arr = arr.astype(arr.dtype.newbyteorder("="), order="K")
+        if not arr.flags.writeable:
+            arr = np.asarray(_WritableAlias(arr))
+    return arr
+
+
+class _WritableAlias:
+    """A read-only array's memory, seen as writable (no copy).  Numba compiles a separate
+    kernel for read-only arrays, which costs a compile and may round sums differently;
+    the kernels and the front end never write into their inputs, so one array type
+    serves both.  (``out=`` is checked for writability on the caller's own array.)"""
+
+    def __init__(self, arr):
+        self.base = arr  # keeps the memory alive
+        interface = dict(arr.__array_interface__)
+        interface["data"] = (interface["data"][0], False)
+        self.__array_interface__ = interface
 
 
 def compute_dtype(y_pred):
@@ -87,3 +120,10 @@ def broadcasts_to(shape, target):
         return np.broadcast_shapes(shape, target) == tuple(target)
     except ValueError:
         return False
+
+
+def check_broadcasts(loss_name, name, shape, target_name, target_shape):
+    """ValueError naming both arrays and shapes unless ``shape`` broadcasts to ``target_shape``."""
+    if not broadcasts_to(shape, target_shape):
+        raise ValueError(f"{loss_name}: {name} of shape {tuple(shape)} does not broadcast to "
+                         f"{target_name} of shape {tuple(target_shape)}")

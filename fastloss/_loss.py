@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._arrays import Placement, broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
+from ._arrays import (Placement, broadcasts_to, compute_dtype, real_array,
+                      squeeze_or_expand_to_same_rank)
 from ._run import KernelCall, run
 
 KERAS_REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none", None)
@@ -48,8 +49,9 @@ class Option:
                or (self.rule == "probability" and value > 1)
                or (self.rule == "open_unit" and not 0 < value < 1))
         if bad:
-            rule = {"probability": "in [0, 1]", "open_unit": "in (0, 1)"}.get(self.rule, self.rule)
-            raise ValueError(f"{loss_name}: {self.name} must be {rule} and finite, got {value}")
+            rule = {"probability": "in [0, 1] and ", "open_unit": "in (0, 1) and ",
+                    "any": ""}.get(self.rule, f"{self.rule} and ")
+            raise ValueError(f"{loss_name}: {self.name} must be {rule}finite, got {value}")
         return value
 
 
@@ -143,7 +145,8 @@ class Loss:
         if isinstance(reduction, str) and reduction == "default":
             return self.default_reduction
         allowed = KERAS_REDUCTIONS if self.convention == "keras" else TORCH_REDUCTIONS
-        if reduction not in allowed:
+        # (only strings and None compare: an array would compare elementwise)
+        if not isinstance(reduction, (str, type(None))) or reduction not in allowed:
             raise ValueError(f"{self.name}: reduction must be one of {allowed}, got {reduction!r}")
         return "none" if reduction is None else reduction
 
@@ -172,6 +175,10 @@ class Loss:
         if not broadcasts_to(t_shape, p_shape):
             raise ValueError(f"{self.name}: y_true of shape {t.shape} does not broadcast to "
                              f"y_pred of shape {pred_shape}")
+        if not p_shape:  # (Keras's mean over the last axis of a scalar fails too)
+            raise ValueError(f"{self.name}: y_pred of shape {pred_shape} with y_true of shape "
+                             f"{t.shape} has no last axis to reduce (Keras fails on it too); "
+                             "pass arrays of at least one dimension")
         p = xp.ascontiguousarray(p.reshape(p_shape), dtype=dtype)
         t = t.reshape(t_shape)
         if t_shape != p_shape:
@@ -205,7 +212,9 @@ class Loss:
             layout = keras_layout(self.name, placement, p_shape, sample_weight, reduction,
                                   grad_output, row_div)
         else:
-            layout = torch_layout(self.name, placement, p_shape, reduction, grad_output, weight)
+            # (a 0-d y_pred ran as shape (1,); PyTorch's unreduced value is 0-d)
+            layout = torch_layout(self.name, placement, pred_shape if pred_shape == () else p_shape,
+                                  reduction, grad_output, weight)
         n = p.size
         if n == 0:
             rows, value = layout.empty_values(dtype)
@@ -273,10 +282,15 @@ class Layout:
     finish: object = None  # (value, dtype) -> the value returned, when the kernel's is not
 
 
+def _cotangent_array(grad_output, xp):
+    """grad_output as a float64 array of xp (TypeError naming it when it holds no numbers)."""
+    return xp.asarray(real_array(xp, grad_output, "grad_output"), dtype=np.float64)
+
+
 def _scalar_cotangent(name, grad_output, xp):
     if grad_output is None:
         return 1.0
-    go = xp.asarray(grad_output, dtype=np.float64)
+    go = _cotangent_array(grad_output, xp)
     if go.size != 1:
         raise ValueError(f"{name}: grad_output of a reduced loss must be a scalar, got shape {go.shape}")
     return go.reshape(())
@@ -286,7 +300,7 @@ def _row_cotangent(name, grad_output, xp, shape):
     """grad_output for reduction='none': ones, a scalar, or an array of the value's shape."""
     if grad_output is None:
         return None
-    go = xp.asarray(grad_output, dtype=np.float64)
+    go = _cotangent_array(grad_output, xp)
     if go.size == 1:
         return go.reshape(())
     if not broadcasts_to(go.shape, shape):

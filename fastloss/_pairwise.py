@@ -17,7 +17,8 @@ import numpy as np
 from . import _config
 from ._arrays import (Placement, broadcasts_to, compute_dtype, import_cupy,
                       squeeze_or_expand_to_same_rank)
-from ._loss import Loss, Option, _divide_no_nan, _scalar_cotangent, keras_layout
+from ._loss import (Loss, Option, _divide_no_nan, _row_cotangent, _scalar_cotangent,
+                    keras_layout)
 from ._run import _PARALLEL_LOCK
 
 
@@ -111,6 +112,11 @@ class PairwiseLoss(Loss):
         dtype = compute_dtype(p)
         N, D = p.shape
         labels = self._labels(placement, y_true, "y_true", N, "y_pred", p.shape)
+        if grad_output is not None:  # checked here, before the first pass runs
+            if reduction == "none":
+                _row_cotangent(self.name, grad_output, xp, (N,))
+            else:
+                _scalar_cotangent(self.name, grad_output, xp)
         e = xp.ascontiguousarray(p, dtype=dtype)
         grad = None
         if want_grad:
@@ -145,10 +151,13 @@ class PairwiseLoss(Loss):
             if not keras:
                 raise TypeError(f"{self.name}: {name} must hold integer labels, got dtype "
                                 f"{t.dtype}")
-            # (checked on the host only: a check of CuPy inputs would wait for the device)
-            if xp is np and not np.all(np.isfinite(t)):
-                raise ValueError(f"{self.name}: {name} holds non-finite labels")
             t = xp.trunc(t)
+            # (checked on the host only: a check of CuPy inputs would wait for the device)
+            # Labels beyond int64 (and NaN, inf) would wrap on the cast and compare equal.
+            if xp is np and not np.all(np.abs(t) < 2.0 ** 63):
+                what = ("non-finite labels" if not np.all(np.isfinite(t))
+                        else "labels beyond the int64 range")
+                raise ValueError(f"{self.name}: {name} holds {what}")
         return xp.ascontiguousarray(t.astype(np.int64))
 
     @staticmethod

@@ -118,11 +118,11 @@ class RowLoss(Loss):
         else:
             layout = self._torch_layout(placement, values_shape, reduction, grad_output,
                                         labels, valid, cw)
-        grad = None
+        grad = buffer = None
         moved = axis != len(pred_shape) - 1
-        if want_grad:
-            grad = (xp.empty(p.size, dtype) if moved else
-                    self._grad_buffer(out, placement, pred_shape, dtype))
+        if want_grad:  # (out checked before the kernel runs; it receives the gradient moved back)
+            buffer = self._grad_buffer(out, placement, pred_shape, dtype)
+            grad = xp.empty(p.size, dtype) if moved else buffer
         R = math.prod(values_shape)
         if R == 0:
             rows, value = layout.empty_values(dtype)
@@ -141,7 +141,6 @@ class RowLoss(Loss):
         if grad is not None:
             if moved:
                 back = xp.moveaxis(grad.reshape(p.shape), -1, axis)
-                buffer = self._grad_buffer(out, placement, pred_shape, dtype)
                 buffer.reshape(pred_shape)[...] = back
                 grad = buffer
             result_grad = placement.result(grad.reshape(pred_shape))
@@ -176,23 +175,26 @@ class RowLoss(Loss):
             if not keras:
                 raise TypeError(f"{self.name}: y_true must hold integer class indices (or "
                                 f"probabilities of y_pred's shape), got dtype {t.dtype}")
-            if not bool(xp.all(xp.isfinite(t))):
-                raise ValueError(f"{self.name}: y_true holds non-finite class indices")
-            # Keras casts labels to int32: toward zero
-            labels = xp.trunc(t).astype(np.int64)
+            values = xp.trunc(t)  # Keras casts labels to int32: toward zero
         else:
-            labels = t.astype(np.int64)
+            values = t
         keep = None if ignore is None else t != ignore
-        bad = (labels < 0) | (labels >= C)
+        # Checked on the values given, before the cast to int64, so that nothing (NaN, inf,
+        # 1e30, a uint64 beyond int64) can wrap into range; NaN fails both comparisons.
+        bad = ~((values >= 0) & (values < C))
         if keep is not None:
             bad &= keep
         if bool(bad.any()):
             flat = int(xp.flatnonzero(bad.reshape(-1))[0])
             where = np.unravel_index(flat, expected) if expected else ()
-            value = labels.reshape(-1)[flat]
+            value = values.reshape(-1)[flat].item()
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                shown += " (non-finite)"
             ignored = "" if ignore is None else f" nor the ignored {self.ignore}={ignore}"
-            raise ValueError(f"{self.name}: y_true{list(map(int, where))} = {int(value)} is not "
+            raise ValueError(f"{self.name}: y_true{list(map(int, where))} = {shown} is not "
                              f"a class index in [0, {C}){ignored}")
+        labels = values.astype(np.int64)
         if keep is not None:
             labels = xp.where(keep, labels, -1)
         return xp.ascontiguousarray(labels.reshape(-1)), keep

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ._arrays import Placement, broadcasts_to
+from ._arrays import Placement, array_module, check_broadcasts, on_gpu, real_array
 from ._loss import TORCH_REDUCTIONS, Loss, Option
 
 _DELTA = Option("delta", 1.0)
@@ -51,12 +51,16 @@ LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Los
 # -- Binary classification ---------------------------------------------------------------
 
 def _hinge_labels(t, xp):
-    """Keras's convert_binary_labels_to_hinge: when every label is 0 or 1 they become -1/1.
-    On the GPU the test stays on the device (no synchronisation)."""
-    is_binary = xp.all((t == 0) | (t == 1))
+    """Keras's convert_binary_labels_to_hinge: when every label is 0 or 1 they become -1/1
+    (a converted copy of the labels).  On the GPU the test stays on the device (no
+    synchronisation); on the CPU it runs over blocks, with no mask of the labels' size."""
     if xp.__name__ == "numpy":
+        flat = t.reshape(-1)  # (contiguous here: a view)
+        block = 1 << 16
+        is_binary = all(((b == 0) | (b == 1)).all()
+                        for b in (flat[i:i + block] for i in range(0, flat.size, block)))
         return 2 * t - 1 if is_binary else t
-    return xp.where(is_binary, 2 * t - 1, t)
+    return xp.where(xp.all((t == 0) | (t == 1)), 2 * t - 1, t)
 
 
 _FROM_LOGITS = Option("from_logits", False, "bool")
@@ -106,16 +110,18 @@ class _BCEWithLogits(Loss):
             xp = placement.xp
             p_shape = placement.asarray(y_pred, "y_pred").shape
             pw = placement.asarray(pos_weight, "pos_weight").astype(np.float64)
-            if not broadcasts_to(pw.shape, p_shape):
-                raise ValueError(f"{self.name}: pos_weight of shape {pw.shape} does not broadcast "
-                                 f"to y_pred of shape {p_shape}")
             y = placement.asarray(y_true, "y_true").astype(np.float64)
+            weight = options.get("weight")
+            if weight is not None:
+                weight = placement.asarray(weight, "weight")
+            # (checked before they combine, so that the error names them)
+            for name, x in (("pos_weight", pw), ("y_true", y), ("weight", weight)):
+                if x is not None:
+                    check_broadcasts(self.name, name, x.shape, "y_pred", p_shape)
             scale = 1 + (pw - 1) * y
             kept = scale != 0  # (a zero scale zeroes the element whatever y' is)
             y_true = xp.where(kept, 1 - (1 - y) / xp.where(kept, scale, 1.0), 1.0)
-            weight = options.get("weight")
-            options["weight"] = scale if weight is None else (
-                placement.asarray(weight, "weight") * scale)
+            options["weight"] = scale if weight is None else weight * scale
         return super()._compute(y_true, y_pred, sample_weight, reduction, options, **kw)
 
     def check_options(self, options):
@@ -140,13 +146,15 @@ class _KLDiv(Loss):
 
     def _compute(self, y_true, y_pred, sample_weight, reduction, options, *, grad_output=None,
                  **kw):
-        if reduction != "batchmean":
+        if not (isinstance(reduction, str) and reduction == "batchmean"):
             return super()._compute(y_true, y_pred, sample_weight, reduction, options,
                                     grad_output=grad_output, **kw)
-        shape = np.shape(y_pred)
+        shape = (tuple(y_pred.__cuda_array_interface__["shape"]) if on_gpu(y_pred)
+                 else real_array(np, y_pred, "y_pred").shape)
         batch = shape[0] if shape else 1
         inv = 1.0 / batch if batch else math.nan
-        go = inv if grad_output is None else grad_output * inv
+        go = inv if grad_output is None else (
+            real_array(array_module(grad_output), grad_output, "grad_output") * inv)
         value, grad = super()._compute(y_true, y_pred, sample_weight, "sum", options,
                                        grad_output=go, **kw)
         if value is not None:
