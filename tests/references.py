@@ -273,6 +273,27 @@ def optax_sigmoid_focal(t, p, alpha=None, gamma=2.0):
     return w * ce * f, w * (dce * f + ce * df * (1 - 2 * t) * s * c)
 
 
+def kl_div_reference(t, x, reduction="mean", log_target=False):
+    """torch.nn.functional.kl_div(x, t) with its reductions, "batchmean" included."""
+    values = np.exp(t) * (t - x) if log_target else (
+        np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0) - t * x)
+    if reduction == "none":
+        return values
+    if reduction == "batchmean":
+        return values.sum() / x.shape[0]
+    return values.sum() if reduction == "sum" else values.mean()
+
+
+def bce_pos_weight_reference(y, x, pos_weight, weight=None, reduction="mean"):
+    """torch.nn.functional.binary_cross_entropy_with_logits with weight and pos_weight."""
+    values = -(pos_weight * y * -np.logaddexp(0, -x) + (1 - y) * -np.logaddexp(0, x))
+    if weight is not None:
+        values = values * weight
+    if reduction == "none":
+        return values
+    return values.sum() if reduction == "sum" else values.mean()
+
+
 # name -> (elementwise reference, convention, how the last axis is reduced (Keras))
 CLASSIFICATION = {
     "binary_crossentropy": (keras_bce, "keras", "mean"),

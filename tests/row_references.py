@@ -8,6 +8,8 @@ convention.  Targets ``t`` are integer labels (one per row) or dense arrays of p
 
 import numpy as np
 
+from references import keras_same_rank
+
 EPS = 1e-7
 
 
@@ -135,12 +137,17 @@ def reference(name, y_true, y_pred, sample_weight=None, reduction="default", axi
         if reduction == "default":
             reduction = "sum_over_batch_size"
         w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
-        if ignore is not None:  # keras.src.losses.loss.apply_mask
+        # keras.src.losses.loss: apply_mask, then reduce_weighted_values, each of which
+        # first squeezes or expands a trailing axis of 1 against the sample weight
+        if ignore is not None:
             mask = keep.astype(np.float64)
             if reduction in ("mean", "sum_over_batch_size"):
                 mask *= keep.size / keep.sum() if keep.sum() else 0.0
+            if w is not None:
+                mask, w = keras_same_rank(mask, w)
             w = mask if w is None else w * mask
         if w is not None:
+            values, w = keras_same_rank(values, w)
             values = values * w
         if reduction in (None, "none") or values.ndim == 0:
             return values
