@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+import loss_cases
 from fastloss import _config
 from fastloss._bench import arguments
 from fastloss.losses import LOSSES
 
 NAMES = sorted(LOSSES)
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"  # (set by conftest.py)
 
 
 def sample_arguments(name, rows, cols, dtype=np.float32, seed=0):
@@ -68,7 +70,7 @@ def test_cuda_results_bitwise_identical_across_runs():
     """Every loss's value and gradients, twice on the CUDA path (the simulator here; a
     fixed grid and the ordered block sums make a real GPU repeat itself the same way)."""
     digests = []
-    with fl.backend("cuda"):
+    with fl.backend("cuda"), loss_cases.quick_simulator(SIMULATOR):
         for _ in range(2):
             digests.append([value_and_grads(name, sample_arguments(name, 12, 6))
                             for name in NAMES])
