@@ -336,7 +336,7 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
                              f"per-sample loss of shape {tuple(p_shape[:-1])}")
         weight = w.reshape(w_shape).astype(np.float64)
     R = math.prod(values_shape)
-    per_row_weight = weight is not None and weight.size > 1
+    per_row_weight = weight is not None and weight.size != 1  # (an empty batch: size 0)
     w_rows = (xp.ascontiguousarray(xp.broadcast_to(weight, values_shape)).reshape(-1)
               if per_row_weight else None)
     w_scalar = 1.0 if weight is None or per_row_weight else weight.reshape(())

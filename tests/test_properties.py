@@ -237,11 +237,7 @@ def test_sample_weights_of_ones_change_nothing(name, data):
     assert_equal_or_within_ulps(weighted_grad, grad, 0)
 
 
-# -- known library bugs (strict xfail: each passes once its bug is fixed) -------------------------
-
-class EmptyWeightsNotReshaped(Exception):
-    """NumPy's "cannot reshape array of size 0 into shape ()" from keras_layout."""
-
+# -- an empty batch with its (empty) weights; a known bug as a strict xfail ----------------------
 
 def empty_batch_arrays(name):
     labels, rows = np.zeros(0, np.int64), np.zeros((0, 3))
@@ -256,30 +252,20 @@ OVERLAP_NAMES = ("dice", "tversky", "fbeta_loss")
 EMPTY_BATCH_CALLS = [
     (name, {"sample_weight": np.zeros(0), **({"axis": -1} if name in OVERLAP_NAMES else {})})
     for name in KERAS_NAMES] + [("sparse_categorical_crossentropy", {"ignore_class": 0})]
-EMPTY_WEIGHTS_BUG = pytest.mark.xfail(
-    strict=True, raises=EmptyWeightsNotReshaped,
-    reason="keras_layout (fastloss/_loss.py) reshapes an empty per-sample weight array to () "
-           "and raises instead of giving the empty batch's documented 0")
 
 
 @pytest.mark.parametrize("name, options", [
-    pytest.param(name, options, id=name + ("-ignore_class" if "ignore_class" in options else ""),
-                 marks=() if name == "circle" else EMPTY_WEIGHTS_BUG)
+    pytest.param(name, options, id=name + ("-ignore_class" if "ignore_class" in options else ""))
     for name, options in EMPTY_BATCH_CALLS])
 def test_empty_batch_with_empty_sample_weight(name, options):
     """README's rule for an empty batch (0 for Keras's reductions, an empty array for
     "none") holds with its per-sample weights, an empty array."""
     loss = fl.LOSSES[name]
     arrays = empty_batch_arrays(name)
-    try:
-        for reduction in ("sum_over_batch_size", "sum", "mean_with_sample_weight"):
-            value, grad = loss.value_and_grad(*arrays, reduction=reduction, **options)
-            assert value == 0 and grad.shape == arrays[1].shape
-        assert loss(*arrays, reduction="none", **options).shape == (0,)
-    except ValueError as error:
-        if "cannot reshape array of size 0 into shape ()" in str(error):
-            raise EmptyWeightsNotReshaped(error) from error
-        raise
+    for reduction in ("sum_over_batch_size", "sum", "mean_with_sample_weight"):
+        value, grad = loss.value_and_grad(*arrays, reduction=reduction, **options)
+        assert value == 0 and grad.shape == arrays[1].shape
+    assert loss(*arrays, reduction="none", **options).shape == (0,)
 
 
 @pytest.mark.skipif(not SIMULATOR, reason="the simulator checks bounds; a GPU reads silently")
