@@ -213,10 +213,12 @@ def circle_factors(labels, e, ref_labels, ref, k, start, stop, gamma, margin, re
         c = 0.0
         if kind_k != 0 or kind_j != 0:
             s = float(dot(e, k, ref, j))
-            c = (circle_term(s, kind_k, h_k, stats[k, CIRCLE_POSITIVE],
-                             stats[k, CIRCLE_NEGATIVE], gamma, margin)
-                 + circle_term(s, kind_j, h_j, stats[j, CIRCLE_POSITIVE],
-                               stats[j, CIRCLE_NEGATIVE], gamma, margin))
+            term_j = 0.0  # (circle_term's value for kind 0; stats has no row j beyond e's rows)
+            if kind_j != 0:
+                term_j = circle_term(s, kind_j, h_j, stats[j, CIRCLE_POSITIVE],
+                                     stats[j, CIRCLE_NEGATIVE], gamma, margin)
+            c = circle_term(s, kind_k, h_k, stats[k, CIRCLE_POSITIVE],
+                            stats[k, CIRCLE_NEGATIVE], gamma, margin) + term_j
         out[offset + j - start] = c
 
 

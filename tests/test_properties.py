@@ -237,7 +237,7 @@ def test_sample_weights_of_ones_change_nothing(name, data):
     assert_equal_or_within_ulps(weighted_grad, grad, 0)
 
 
-# -- an empty batch with its (empty) weights; a known bug as a strict xfail ----------------------
+# -- an empty batch with its (empty) weights; reference rows beyond the batch's ----------------
 
 def empty_batch_arrays(name):
     labels, rows = np.zeros(0, np.int64), np.zeros((0, 3))
@@ -269,11 +269,9 @@ def test_empty_batch_with_empty_sample_weight(name, options):
 
 
 @pytest.mark.skipif(not SIMULATOR, reason="the simulator checks bounds; a GPU reads silently")
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="circle's gradient (circle_factors, kernels/pairwise.py) reads the "
-                          "statistics of row j for every reference row j: out of bounds when "
-                          "ref_embeddings has more rows than y_pred")
 def test_circle_gradient_with_more_reference_rows_than_rows():
+    """circle's gradient once read the statistics of row j for every reference row j: out
+    of bounds when ref_embeddings has more rows than y_pred (IndexError in the simulator)."""
     e = np.array([[0.6, 0.0], [0.0, 0.6]])
     ref = np.array([[0.9, 0.0], [0.0, 0.9], [0.6, 0.6]])
     options = {"ref_labels": [0, 1, 1], "ref_embeddings": ref}
