@@ -73,9 +73,14 @@ def real_array(xp, x, name):
         if not arr.dtype.isnative or not arr.flags.aligned:
             # (the kernels take native, aligned data; a big-endian float64 is still float64)
             arr = arr.astype(arr.dtype.newbyteorder("="), order="K")
-        if not arr.flags.writeable:
-            arr = np.asarray(_WritableAlias(arr))
+        arr = writable(arr)
     return arr
+
+
+def writable(arr):
+    """A NumPy array as the kernels take it: itself, or when read-only (a caller's array,
+    a broadcast weight) a writable view of the same memory, no copy."""
+    return arr if arr.flags.writeable else np.asarray(_WritableAlias(arr))
 
 
 class _WritableAlias:

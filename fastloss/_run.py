@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _config
-from ._arrays import import_cupy
+from ._arrays import import_cupy, writable
 
 # Numba's default threading layer aborts when two threads launch parallel kernels at
 # once; serialising the (already multi-threaded) parallel launches costs nothing.
@@ -116,7 +116,7 @@ def run_cpu(call):
     plan = rowwise.plan if call.family in ("rowwise", "tuple") else pointwise.plan
     partials = np.empty(plan(R, call.C)[0])
     args = kernel_args(call, rows, call.outputs or _empty_grads(call, np.empty), partials,
-                       np.array([call.gscale], np.float64).reshape(1), lambda x: x, np.empty)
+                       np.array([call.gscale], np.float64).reshape(1), writable, np.empty)
     if parallel:
         with _PARALLEL_LOCK:
             total = kernel(*args)
