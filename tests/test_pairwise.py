@@ -263,8 +263,7 @@ def test_serial_and_parallel_kernels_are_bitwise_equal(monkeypatch):
 def test_bitwise_identical_across_thread_counts():
     code = textwrap.dedent("""
         import hashlib, numpy as np
-        import loss_cases
-from fastloss import _config
+        from fastloss import _config
         from fastloss._pairwise import LOSSES
         _config.PARALLEL_THRESHOLD = 0
         rng = np.random.default_rng(0)
