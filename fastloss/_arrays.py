@@ -96,6 +96,12 @@ class _WritableAlias:
         self.__array_interface__ = interface
 
 
+def overlaps_any(xp, buffer, arrays):
+    """Whether ``buffer`` may share memory with one of ``arrays`` (bounds only: cheap,
+    and an overlap it reports where there is none only costs a temporary)."""
+    return any(isinstance(x, xp.ndarray) and xp.may_share_memory(buffer, x) for x in arrays)
+
+
 def compute_dtype(y_pred):
     """float32 and float64 compute as such; everything else (float16, ints, bools) as float32."""
     return y_pred.dtype if y_pred.dtype in (np.float32, np.float64) else np.dtype(np.float32)

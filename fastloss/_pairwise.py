@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import _config
-from ._arrays import (Placement, broadcasts_to, compute_dtype, import_cupy,
+from ._arrays import (Placement, broadcasts_to, compute_dtype, import_cupy, overlaps_any,
                       squeeze_or_expand_to_same_rank)
 from ._loss import (Loss, Option, _divide_no_nan, _row_cotangent, _scalar_cotangent,
                     keras_layout)
@@ -164,7 +164,7 @@ class PairwiseLoss(Loss):
     def _separate_output(grad, inputs, xp):
         """A buffer for pass 2 that no input overlaps (``out`` may be ``y_pred`` itself,
         which pass 2 still reads while it writes)."""
-        if any(xp.may_share_memory(grad, x) for x in inputs):
+        if overlaps_any(xp, grad, inputs):
             return xp.empty_like(grad)
         return grad
 

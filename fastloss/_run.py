@@ -2,12 +2,12 @@
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import _config
-from ._arrays import import_cupy, writable
+from ._arrays import import_cupy, overlaps_any, writable
 
 # Numba's default threading layer aborts when two threads launch parallel kernels at
 # once; serialising the (already multi-threaded) parallel launches costs nothing.
@@ -196,6 +196,22 @@ def run_cuda(call, xp):
 
 
 def run(call, placement):
-    if placement.target == "cuda":
-        return run_cuda(call, placement.xp)
-    return run_cpu(call)
+    """Runs ``call`` where ``placement`` says.  A gradient buffer that overlaps an input
+    (``out=y_pred``) is replaced by a fresh one, copied into it afterwards: row kernels
+    read a row again after writing its gradient, and LLVM's vectorised loops take a
+    scalar path (summing in another order) over overlapping arrays.  So results do not
+    depend on where ``out`` lies."""
+    xp = placement.xp
+    read = (call.t, *call.inputs, call.labels, call.weight, call.coef, call.cw)
+    targets = call.outputs
+    aliased = [overlaps_any(xp, g, read) for g in targets]
+    if any(aliased):
+        fresh = tuple(xp.empty_like(g) if a else g for g, a in zip(targets, aliased))
+        call = replace(call, grad=fresh if isinstance(call.grad, tuple) else fresh[0])
+    value, rows, grad = (run_cuda(call, xp) if placement.target == "cuda" else run_cpu(call))
+    if any(aliased):
+        for target, result, a in zip(targets, fresh, aliased):
+            if a:
+                target[...] = result
+        grad = targets if isinstance(grad, tuple) else targets[0]
+    return value, rows, grad

@@ -87,7 +87,8 @@ def squared_log_error(t, p, o):
     eps = T(EPSILON)
     shifted_p = max(p, eps) + T(1.0)
     d = log(shifted_p) - log(max(t, eps) + T(1.0))
-    g = (d + d) / shifted_p if p > eps else T(0.0)
+    # the clip's slope is 0 below eps; NaN takes the other branch and stays NaN
+    g = T(0.0) if p <= eps else (d + d) / shifted_p
     return d * d, g
 
 
@@ -111,9 +112,10 @@ def smooth_l1(t, p, o):
     a = o[0]
     d = p - t
     ad = abs(d)
-    quadratic = ad < a
-    loss = T(0.5) * d * d / a if quadratic else ad - T(0.5) * a
-    return loss, d / a if quadratic else sign(d)
+    linear = ad >= a  # False at NaN: the quadratic branch keeps it
+    loss = ad - T(0.5) * a if linear else T(0.5) * d * d / a
+    # PyTorch's slope d / beta is NaN at NaN; at beta 0 its l1_loss's sign(NaN) is 0
+    return loss, sign(d) if linear or a == T(0.0) else d / a
 
 
 @element
@@ -307,15 +309,20 @@ def sigmoid_focal(t, p, o):
     return w * ce * focal, w * (dce * focal + ce * (one - T(2.0) * t) * dfocal)
 
 
+@helper
+def hinge_slope(m):
+    """d max(m, 0) / dm as JAX has it: 1 above the kink, 1/2 at it, 0 below; NaN kept."""
+    T = type(m)
+    return T(1.0) if m > T(0.0) else (T(0.5) if m == T(0.0) else (T(0.0) if m < T(0.0) else m))
+
+
 @element
 def hinge(t, p, o):
     """Keras's hinge: max(1 - t p, 0) (labels already -1/1)."""
     T = type(p)
     m = T(1.0) - t * p
     loss = T(0.0) if m < T(0.0) else m
-    # slope 1 above the kink, 1/2 at it, 0 below; NaN stays NaN.
-    slope = T(1.0) if m > T(0.0) else (T(0.5) if m == T(0.0) else (T(0.0) if m < T(0.0) else m))
-    return loss, -t * slope
+    return loss, -t * hinge_slope(m)
 
 
 @element
@@ -464,11 +471,14 @@ def gaussian_nll(t, a, b, o):
     v = T(_NAN) if b < T(0.0) else v
     d = a - t
     inv = T(1.0) / v
-    dd = d * d * inv
-    loss = half * (log_or_nan(v) + dd)
+    slope = d * inv
+    loss = half * (log_or_nan(v) + d * d * inv)
     if o[0] != T(0.0):
         loss += T(0.5 * math.log(2.0 * math.pi))
-    return loss, d * inv, half * inv * (T(1.0) - dd)
+    # (1/v - d**2/v**2) / 2 from the mean's slope, not from the loss's d**2 / v: a term
+    # the loss shares would be fused into an FMA only where the loss is not computed,
+    # and the gradient-only kernel would round differently from the fused one.
+    return loss, slope, half * inv - half * slope * slope
 
 
 @pair_element

@@ -24,7 +24,7 @@ from math import sqrt
 from numba import njit
 
 from ._math import exp, exp_bounded, log
-from .elements import EPSILON, bce_logits, clamp_min_zero, clip, sign
+from .elements import EPSILON, bce_logits, clamp_min_zero, clip, hinge_slope, sign
 from .pointwise import FASTMATH
 
 ROW_ELEMENTS = {}
@@ -370,13 +370,13 @@ def categorical_hinge(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
     ties = row_sum(ties if neg == top else 0.0, shared, lane, lanes)
     z = top - pos + 1.0
     if GRAD:
-        active = scale * (1.0 if z > 0.0 else (0.5 if z == 0.0 else 0.0))
+        active = scale * hinge_slope(z)
         share = T(active / ties)
         act = T(active)
         for j in range(lane, C, lanes):
             v = (T(1.0) - t[j]) * p[j]
             g[j] = ((T(1.0) - t[j]) * share if v == top else T(0.0)) - act * t[j]
-    return z if z > 0.0 else 0.0
+    return 0.0 if z <= 0.0 else z  # max(z, 0) that keeps NaN
 
 
 @loop_helper
@@ -393,10 +393,11 @@ def generalized_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared,
     T = type(p[0])
     q = o[0]
     py = p[label]
-    pq = power(py, q) if py > T(0.0) else T(0.0)
+    # p <= 0 tested (not p > 0) so that NaN takes the power and stays NaN
+    pq = T(0.0) if py <= T(0.0) else power(py, q)
     if GRAD:
         # d/dp p**q at p = 0 is infinite (for q < 1), as JAX has it
-        slope = pq / py if py > T(0.0) else T(_INF)
+        slope = T(_INF) if py <= T(0.0) else pq / py
         zero_except_label(g, label, T(-scale) * slope, lane, lanes)
     return (T(1.0) - pq) / q
 

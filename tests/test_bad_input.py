@@ -739,16 +739,6 @@ NAN_GRAD_DROPPED = {
     "kl_div": "the gradient, -target, does not depend on the input",
     "nll_loss": "the gradient, -weight[y], does not depend on the input",
 }
-# Kernel element functions that drop NaN where the peer keeps it (kernels/ to be fixed:
-# a comparison such as `z if z > 0 else 0` sends NaN to the else branch).
-NAN_KERNEL_BUGS = {
-    ("categorical_hinge", "value"): "max(z, 0) written as z if z > 0 else 0",
-    ("categorical_generalized_cross_entropy", "value"): "p**q if p > 0 else 0 at p = NaN",
-    ("categorical_hinge", "grad"): "the hinge's slope is 0 at NaN",
-    ("categorical_generalized_cross_entropy", "grad"): "the slope is -inf at NaN",
-    ("smooth_l1_loss", "grad"): "PyTorch's slope x / beta is NaN at NaN; the kernel gives 0",
-    ("mean_squared_logarithmic_error", "grad"): "the clip's slope is 0 at NaN; JAX gives NaN",
-}
 
 
 def _nan_at_a_read_element(s, i):
@@ -770,10 +760,7 @@ for _name, _s in SUBJECTS.items():
                        else NAN_GRAD_DROPPED.get(_name))
             if _reason is not None:
                 continue
-            _marks = ([pytest.mark.xfail(strict=True, reason=NAN_KERNEL_BUGS[(_name, _what)])]
-                      if (_name, _what) in NAN_KERNEL_BUGS else [])
-            NAN_CASES.append(pytest.param(_name, _i, _what, marks=_marks,
-                                          id=f"{_name}-{_array}-{_what}"))
+            NAN_CASES.append(pytest.param(_name, _i, _what, id=f"{_name}-{_array}-{_what}"))
 
 
 @pytest.mark.parametrize("name, position, what", NAN_CASES)
@@ -860,3 +847,13 @@ def test_malformed_calls_raise_value_or_type_error(name, probe):
             except Exception as error:  # noqa: BLE001 - the point of the probe
                 pytest.fail(f"{method}: {type(error).__module__}.{type(error).__name__}: {error}")
         pytest.fail(f"{method} returned {result!r}")
+
+
+def test_smooth_l1_at_beta_zero_is_l1_at_nan_too():
+    """PyTorch computes smooth_l1_loss with beta 0 as l1_loss, whose slope sign(NaN) is 0."""
+    y_pred = np.array([np.nan, 2.0, -1.0])
+    with np.errstate(invalid="ignore"):
+        value, grad = fl.smooth_l1_loss.value_and_grad(np.zeros(3), y_pred, beta=0.0,
+                                                       reduction="none")
+    assert np.isnan(value[0]) and np.array_equal(value[1:], [2.0, 1.0])
+    assert np.array_equal(grad, [0.0, 1.0, -1.0])
