@@ -95,3 +95,17 @@ def test_small_batch_call_overhead(benchmark, sample, name, impl):
     benchmark.extra_info.update(loss=name, mode="value_and_grad", impl=impl, n=320,
                                 shape=[32, 10])
     benchmark(fn)
+
+
+@pytest.mark.parametrize("out", ["buffer", "y_pred"])
+def test_in_place_gradient(benchmark, sample, out):
+    """mean_squared_error.value_and_grad at 1e7 float32 with ``out=`` a separate buffer
+    and with ``out=y_pred``, which goes through a temporary gradient and a copy (README,
+    Determinism): the price of writing in place."""
+    t, p, buffer = sample(10**7)
+    q = p.copy()  # (overwritten by its gradient on every call: the sample stays intact)
+    target = buffer if out == "buffer" else q
+    benchmark.group = "mean_squared_error value_and_grad out= n=1e7"
+    benchmark.extra_info.update(loss="mean_squared_error", mode="value_and_grad", out=out,
+                                n=10**7)
+    benchmark(lambda: fastloss.mean_squared_error.value_and_grad(t, q, out=target))

@@ -61,7 +61,7 @@ class Loss:
     ``grad`` is a vector-Jacobian product with respect to ``y_pred``: ``grad_output`` is
     the cotangent of the value (a scalar for reduced values, an array of the value's shape
     for ``reduction="none"``; default ones).  ``out=`` receives the gradient (it may be
-    ``y_pred`` itself).
+    ``y_pred`` itself: the kernel then writes a temporary, copied into it).
     """
 
     def __init__(self, name, element, convention, options=(), summary="", row_reduction="mean",
