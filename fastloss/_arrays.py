@@ -96,10 +96,14 @@ class _WritableAlias:
         self.__array_interface__ = interface
 
 
-def overlaps_any(xp, buffer, arrays):
-    """Whether ``buffer`` may share memory with one of ``arrays`` (bounds only: cheap,
-    and an overlap it reports where there is none only costs a temporary)."""
-    return any(isinstance(x, xp.ndarray) and xp.may_share_memory(buffer, x) for x in arrays)
+def separate_output(xp, buffer, arrays):
+    """``buffer``, or a fresh one like it when it may share memory with one of ``arrays``
+    (``out=y_pred``): a kernel writes its output there, and the caller copies it into
+    ``buffer`` when it is not ``buffer``.  (Bounds only: cheap, and an overlap reported
+    where there is none only costs the temporary.)"""
+    if any(isinstance(x, xp.ndarray) and xp.may_share_memory(buffer, x) for x in arrays):
+        return xp.empty_like(buffer)
+    return buffer
 
 
 def compute_dtype(y_pred):

@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import _config
-from ._arrays import (Placement, broadcasts_to, compute_dtype, import_cupy, overlaps_any,
+from ._arrays import (Placement, broadcasts_to, compute_dtype, import_cupy, separate_output,
                       squeeze_or_expand_to_same_rank)
 from ._loss import (Loss, Option, _divide_no_nan, _row_cotangent, _scalar_cotangent,
                     keras_layout)
@@ -160,14 +160,6 @@ class PairwiseLoss(Loss):
                 raise ValueError(f"{self.name}: {name} holds {what}")
         return xp.ascontiguousarray(t.astype(np.int64))
 
-    @staticmethod
-    def _separate_output(grad, inputs, xp):
-        """A buffer for pass 2 that no input overlaps (``out`` may be ``y_pred`` itself,
-        which pass 2 still reads while it writes)."""
-        if overlaps_any(xp, grad, inputs):
-            return xp.empty_like(grad)
-        return grad
-
 
 def _as_dtype(value, dtype, xp):
     """A value of the compute dtype: a NumPy scalar, or a 0-d device array."""
@@ -228,7 +220,7 @@ class CircleLoss(PairwiseLoss):
         if grad is not None and N > 0 and D > 0:
             cotangent = xp.ascontiguousarray(
                 xp.broadcast_to(layout.coef.reshape(-1), (N,)) * layout.gscale, dtype=np.float64)
-            work = self._separate_output(grad, (e, ref), xp)
+            work = separate_output(xp, grad, (e, ref))  # (pass 2 reads e while it writes)
             launcher.run("circle_grad", N, (labels, e, ref_labels, ref, *option_args, self_ref,
                                             stats, cotangent, work), outputs=(10,))
             if work is not grad:
@@ -301,7 +293,7 @@ class NTXentLoss(PairwiseLoss):
                 value = _as_dtype(xp.sum(rows) / pairs, dtype, xp)
         if grad is not None and D > 0:
             scale = xp.asarray(_divide_no_nan(go, pairs, xp), dtype=np.float64).reshape(1)
-            work = self._separate_output(grad, (e,), xp)
+            work = separate_output(xp, grad, (e,))  # (pass 2 reads e while it writes)
             launcher.run("ntxent_grad", N, (labels, e, temperature, stats, scale, work),
                          outputs=(5,))
             if work is not grad:

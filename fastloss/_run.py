@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import _config
-from ._arrays import import_cupy, overlaps_any, writable
+from ._arrays import import_cupy, separate_output, writable
 
 # Numba's default threading layer aborts when two threads launch parallel kernels at
 # once; serialising the (already multi-threaded) parallel launches costs nothing.
@@ -203,15 +203,12 @@ def run(call, placement):
     depend on where ``out`` lies."""
     xp = placement.xp
     read = (call.t, *call.inputs, call.labels, call.weight, call.coef, call.cw)
-    targets = call.outputs
-    aliased = [overlaps_any(xp, g, read) for g in targets]
-    if any(aliased):
-        fresh = tuple(xp.empty_like(g) if a else g for g, a in zip(targets, aliased))
-        call = replace(call, grad=fresh if isinstance(call.grad, tuple) else fresh[0])
-    value, rows, grad = (run_cuda(call, xp) if placement.target == "cuda" else run_cpu(call))
-    if any(aliased):
-        for target, result, a in zip(targets, fresh, aliased):
-            if a:
-                target[...] = result
-        grad = targets if isinstance(grad, tuple) else targets[0]
+    grad, targets = call.grad, call.outputs
+    buffers = tuple(separate_output(xp, g, read) for g in targets)
+    if any(buffer is not target for buffer, target in zip(buffers, targets)):
+        call = replace(call, grad=buffers if isinstance(grad, tuple) else buffers[0])
+    value, rows, _ = (run_cuda(call, xp) if placement.target == "cuda" else run_cpu(call))
+    for target, buffer in zip(targets, buffers):
+        if buffer is not target:
+            target[...] = buffer
     return value, rows, grad
