@@ -78,15 +78,20 @@ def test_cuda_results_bitwise_identical_across_runs():
         assert_bitwise_equal(name, first, second)
 
 
-def in_place_call(name, args):
-    """value_and_grad with ``out=`` the prediction arrays themselves (copies of them)."""
-    positions = gradient_positions(name, len(args))
-    args = [x.copy() if k in positions else x for k, x in enumerate(args)]
-    out = tuple(args[k] for k in positions)
+def value_and_grads_into(name, args, out):
+    """value_and_grad with ``out=`` the buffers ``out`` (one per prediction array):
+    (value, out) after checking that the gradients returned are those buffers."""
     loss = LOSSES[name]
     value, grad = loss.value_and_grad(*args, out=out if hasattr(loss, "predictions") else out[0])
     assert all(np.shares_memory(g, o) for g, o in zip(grad if isinstance(grad, tuple) else (grad,), out))
     return np.asarray(value), out
+
+
+def in_place_call(name, args):
+    """value_and_grad with ``out=`` the prediction arrays themselves (copies of them)."""
+    positions = gradient_positions(name, len(args))
+    args = [x.copy() if k in positions else x for k, x in enumerate(args)]
+    return value_and_grads_into(name, args, tuple(args[k] for k in positions))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -121,11 +126,8 @@ def test_results_do_not_depend_on_where_the_arrays_lie(name):
             view[...] = a
             placed.append(view)
             start += a.size + gap
-        out = tuple(placed[len(args):])
-        loss = LOSSES[name]
-        value, _ = loss.value_and_grad(*placed[:len(args)],
-                                       out=out if hasattr(loss, "predictions") else out[0])
-        assert_bitwise_equal(name, (np.asarray(value), out), expected)
+        got = value_and_grads_into(name, placed[:len(args)], tuple(placed[len(args):]))
+        assert_bitwise_equal(name, got, expected)
 
 
 @pytest.mark.parametrize("name", ["mean_squared_error", "cross_entropy", "nll_loss",
