@@ -103,7 +103,7 @@ def main():
         a = arguments(name, t, p)  # class indices for the losses over labels, ...
         at = gradient_positions(name, len(a))
         outs = tuple(cupy.empty_like(a[k]) for k in at)
-        out = outs if hasattr(loss, "predictions") else outs[0]
+        out = outs if len(outs) > 1 else outs[0]
         value_s = timed(lambda: loss(*a), cupy)
         vg_s = timed(lambda: loss.value_and_grad(*a, out=out), cupy)
         row = {"loss": name, "value_s": value_s, "value_and_grad_s": vg_s,

@@ -1,4 +1,4 @@
-"""The command line: ``python -m fastloss bench`` and ``python -m fastloss warmup``."""
+"""The command line: ``python -m fastloss bench``, ``warmup`` and ``table``."""
 
 import argparse
 import sys
@@ -120,7 +120,20 @@ def parser():
                        description="Compiles every CPU kernel (serial and parallel, float32 and "
                                    "float64) and, on a CUDA machine with CuPy, every GPU kernel.")
     w.set_defaults(func=warmup)
+
+    t = sub.add_parser("table", help="print the README's loss table, from the registry",
+                       description="Prints the Markdown table of every loss (its arrays, "
+                                   "semantics, options and other names) that README.md holds.")
+    t.set_defaults(func=table)
     return top
+
+
+def table(args):
+    import fastloss
+    from fastloss.registry import readme_table
+
+    print(readme_table(loss.spec for loss in fastloss.LOSSES.values()))
+    return 0
 
 
 def _loss_name(name):

@@ -311,10 +311,10 @@ NUMPY = {
 def _add_family_references():
     """The NumPy versions (and, for the losses over pairs of a batch, the sample data)
     that live beside their loss families."""
-    from . import _overlap, _pairwise
-    for family in (_overlap, _pairwise):
-        NUMPY.update({name: (value, vg) for name, (_, value, vg) in family.BENCH.items()})
-    for name, (make_inputs, _, _) in _pairwise.BENCH.items():
+    from ._bench_references import OVERLAP_BENCH, PAIRWISE_BENCH
+    for bench in (OVERLAP_BENCH, PAIRWISE_BENCH):
+        NUMPY.update({name: (value, vg) for name, (_, value, vg) in bench.items()})
+    for name, (make_inputs, _, _) in PAIRWISE_BENCH.items():
         # (labels, embeddings): N rows of 128 features (N capped: the cost is N**2)
         SAMPLE_ARRAYS[name] = lambda t, p, make=make_inputs: _on_module_of(
             p, make(t.size, t.dtype, np.random.default_rng(0)))
@@ -394,7 +394,7 @@ def sample(n, dtype="float32", row=ROW, seed=0):
 def targets_for(loss, t, p):
     """The y_true that ``loss`` takes on sample data: class indices spread over the
     classes (one per row of p) for the losses over integer labels, else ``t``."""
-    if getattr(loss, "targets", "dense") in ("dense", "unused"):
+    if getattr(loss.family, "targets", "dense") in ("dense", "unused"):
         return t
     xp = _module_of(p)
     rows = math.prod(p.shape[:-1])
@@ -444,7 +444,7 @@ def gradient_positions(name, nargs):
     import fastloss
 
     loss = fastloss.LOSSES[name]
-    count = len(getattr(loss, "predictions", (None,)))
+    count = len(loss.predictions)
     return tuple(range(nargs - count, nargs))
 
 
@@ -468,7 +468,7 @@ def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
     outs = tuple(np.empty_like(args[k]) for k in positions)
     if out is not None and len(outs) == 1 and out.shape == args[-1].shape:
         outs = (out,)
-    out = outs if hasattr(loss, "predictions") else outs[0]
+    out = outs if len(outs) > 1 else outs[0]
     found = {}
     if mode == "value":
         found["fastloss"] = lambda: loss(*args)

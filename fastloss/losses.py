@@ -1,208 +1,402 @@
-"""The loss table: each loss is its element function (kernels/elements.py) plus a convention.
+"""The loss table: one spec per loss (fastloss.registry) and the family that computes it.
 
-Adding a pointwise loss: write its element function, regenerate the kernels
-(``python -m fastloss.kernels._generate``), and add one line here and a reference in tests.
+Adding a loss: write its element function (kernels/elements.py or row_elements.py),
+regenerate the kernels (``python -m fastloss.kernels._generate``), add its entry here
+and a float64 reference in tests/.  CONTRIBUTING.md has a worked example.
 """
 
-import math
+from __future__ import annotations
 
-import numpy as np
+from .families.multi import Elements, Embeddings
+from .families.overlap import Overlap
+from .families.pairwise import Circle, NTXent
+from .families.pointwise import Pointwise
+from .families.rows import Rows
+from .pipeline import Loss
+from .registry import TORCH_REDUCTIONS, LossSpec, Option
+from .transforms import bce_pos_weight, gaussian_nll_var, hinge_labels
 
-from ._arrays import Placement, array_module, check_broadcasts, on_gpu, real_array
-from ._loss import TORCH_REDUCTIONS, Loss, Option
-
-_DELTA = Option("delta", 1.0)
-
-# Keras 3 semantics: mean over the last axis, sample_weight, Keras reductions.
-mean_squared_error = Loss("mean_squared_error", "squared_error", "keras",
-                          summary="mean of (y_pred - y_true)**2 over the last axis")
-mean_absolute_error = Loss("mean_absolute_error", "absolute_error", "keras",
-                           summary="mean of |y_pred - y_true| over the last axis")
-mean_absolute_percentage_error = Loss(
-    "mean_absolute_percentage_error", "absolute_percentage_error", "keras",
-    summary="100 * mean of |(y_true - y_pred) / max(|y_true|, 1e-7)|")
-mean_squared_logarithmic_error = Loss(
-    "mean_squared_logarithmic_error", "squared_log_error", "keras",
-    summary="mean of (log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2")
-huber = Loss("huber", "huber", "keras", _DELTA,
-             summary="0.5 e**2 where |e| <= delta, else delta * |e| - 0.5 delta**2; e = y_pred - y_true")
-log_cosh = Loss("log_cosh", "log_cosh", "keras", summary="mean of log(cosh(y_pred - y_true))")
-poisson = Loss("poisson", "poisson", "keras", summary="mean of y_pred - y_true * log(y_pred + 1e-7)")
-
-# torch.nn.functional semantics: elementwise, reduction "none" | "mean" | "sum".
-l1_loss = Loss("l1_loss", "absolute_error", "torch", summary="|input - target|")
-mse_loss = Loss("mse_loss", "squared_error", "torch", summary="(input - target)**2")
-smooth_l1_loss = Loss("smooth_l1_loss", "smooth_l1", "torch", (Option("beta", 1.0),),
-                      summary="0.5 e**2 / beta where |e| < beta, else |e| - 0.5 beta")
-huber_loss = Loss("huber_loss", "huber", "torch", Option("delta", 1.0, "positive"),
-                  summary="0.5 e**2 where |e| < delta, else delta * (|e| - 0.5 delta)")
-
-ALIASES = {
-    "mse": mean_squared_error, "MSE": mean_squared_error,
-    "mae": mean_absolute_error, "MAE": mean_absolute_error,
-    "mape": mean_absolute_percentage_error, "MAPE": mean_absolute_percentage_error,
-    "msle": mean_squared_logarithmic_error, "MSLE": mean_squared_logarithmic_error,
-    "logcosh": log_cosh,
-}
-
-LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}
+LOSSES: dict[str, Loss] = {}
+ALIASES: dict[str, Loss] = {}
 
 
-# -- Binary classification ---------------------------------------------------------------
-
-def _hinge_labels(t, xp):
-    """Keras's convert_binary_labels_to_hinge: when every label is 0 or 1 they become -1/1
-    (a converted copy of the labels).  On the GPU the test stays on the device (no
-    synchronisation); on the CPU it runs over blocks, with no mask of the labels' size."""
-    if xp.__name__ == "numpy":
-        flat = t.reshape(-1)  # (contiguous here: a view)
-        block = 1 << 16
-        is_binary = all(((b == 0) | (b == 1)).all()
-                        for b in (flat[i:i + block] for i in range(0, flat.size, block)))
-        return 2 * t - 1 if is_binary else t
-    return xp.where(xp.all((t == 0) | (t == 1)), 2 * t - 1, t)
+def define(family, name, convention, formula, reference, **spec) -> Loss:
+    """A loss from its spec and family, entered in LOSSES and ALIASES."""
+    if isinstance(spec.get("options"), Option):
+        spec["options"] = (spec["options"],)
+    loss = Loss(LossSpec(name, family.name, convention, formula, reference, **spec), family)
+    assert name not in LOSSES, name
+    LOSSES[name] = loss
+    ALIASES.update({alias: loss for alias in loss.spec.aliases})
+    return loss
 
 
-_FROM_LOGITS = Option("from_logits", False, "bool")
-_LABEL_SMOOTHING = Option("label_smoothing", 0.0, "probability")
-_AXIS = Option("axis", -1, "int")
-
-# Keras 3 semantics.
-binary_crossentropy = Loss(
-    "binary_crossentropy", lambda v: "bce_logits" if v["from_logits"] else "bce_probs", "keras",
-    (_FROM_LOGITS, _LABEL_SMOOTHING, _AXIS), kernel_values=lambda v: (v["label_smoothing"],),
-    summary="mean over axis of -(y log p + (1 - y) log(1 - p)); p clipped to "
-            "[1e-7, 1 - 1e-7], or sigmoid(y_pred) with from_logits; y = y_true smoothed "
-            "towards 0.5")
-binary_focal_crossentropy = Loss(
-    "binary_focal_crossentropy",
-    lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs", "keras",
-    (Option("apply_class_balancing", False, "bool"), Option("alpha", 0.25, "probability"),
-     Option("gamma", 2.0), _FROM_LOGITS, _LABEL_SMOOTHING, _AXIS),
-    kernel_values=lambda v: (v["apply_class_balancing"], v["alpha"], v["gamma"],
-                             v["label_smoothing"]),
-    summary="mean over axis of (1 - p_t)**gamma * binary crossentropy, times alpha_t when "
-            "apply_class_balancing")
-hinge = Loss("hinge", "hinge", "keras", prepare_labels=_hinge_labels,
-             summary="mean of max(1 - y_true * y_pred, 0); 0/1 labels become -1/1")
-squared_hinge = Loss("squared_hinge", "squared_hinge", "keras", prepare_labels=_hinge_labels,
-                     summary="mean of max(1 - y_true * y_pred, 0)**2; 0/1 labels become -1/1")
-kl_divergence = Loss("kl_divergence", "kl_divergence", "keras", row_reduction="sum",
-                     summary="sum over the last axis of t * log(t / p), t and p clipped to "
-                             "[1e-7, 1]")
-
-# torch.nn.functional semantics.
-binary_cross_entropy = Loss(
-    "binary_cross_entropy", "torch_bce", "torch", pred_range=(0.0, 1.0), takes_weight=True,
-    summary="-weight * (t * max(log p, -100) + (1 - t) * max(log(1 - p), -100)); y_pred in "
-            "[0, 1]")
-class _BCEWithLogits(Loss):
-    """PyTorch's pos_weight (broadcast along the last axis) scales the positive term:
-    (1 - y) sp(x) + pw y sp(-x) = l * bce(y', x) with l = 1 + (pw - 1) y and
-    1 - y' = (1 - y) / l, so it runs as the plain loss with labels y' and weight * l."""
-
-    def _compute(self, y_true, y_pred, sample_weight, reduction, options, **kw):
-        options = dict(options)
-        pos_weight = options.pop("pos_weight", None)
-        if pos_weight is not None:
-            placement = Placement({"y_true": y_true, "y_pred": y_pred, "pos_weight": pos_weight,
-                                   "weight": options.get("weight")})
-            xp = placement.xp
-            p_shape = placement.asarray(y_pred, "y_pred").shape
-            pw = placement.asarray(pos_weight, "pos_weight").astype(np.float64)
-            y = placement.asarray(y_true, "y_true").astype(np.float64)
-            weight = options.get("weight")
-            if weight is not None:
-                weight = placement.asarray(weight, "weight")
-            # (checked before they combine, so that the error names them)
-            for name, x in (("pos_weight", pw), ("y_true", y), ("weight", weight)):
-                if x is not None:
-                    check_broadcasts(self.name, name, x.shape, "y_pred", p_shape)
-            scale = 1 + (pw - 1) * y
-            kept = scale != 0  # (a zero scale zeroes the element whatever y' is)
-            y_true = xp.where(kept, 1 - (1 - y) / xp.where(kept, scale, 1.0), 1.0)
-            options["weight"] = scale if weight is None else weight * scale
-        return super()._compute(y_true, y_pred, sample_weight, reduction, options, **kw)
-
-    def check_options(self, options):
-        return super().check_options({k: v for k, v in options.items() if k != "pos_weight"})
+def _keras(function):
+    return f"Keras 3 keras.losses.{function}"
 
 
-binary_cross_entropy_with_logits = _BCEWithLogits(
-    "binary_cross_entropy_with_logits", "bce_logits", "torch", takes_weight=True,
-    summary="-weight * (pos_weight * t * log sigmoid(x) + (1 - t) * log sigmoid(-x))")
-soft_margin_loss = Loss("soft_margin_loss", "soft_margin", "torch",
-                        summary="log(1 + exp(-y * x))")
+def _torch(function):
+    return f"PyTorch torch.nn.functional.{function}"
 
 
-class _KLDiv(Loss):
-    """PyTorch's kl_div takes reduction "batchmean" too: the sum over the first axis's
-    length (what "mean" means for a KL divergence)."""
+# -- options shared by several losses -----------------------------------------------------
 
-    def check_reduction(self, reduction):
-        if isinstance(reduction, str) and reduction == "batchmean":
-            return reduction
-        return super().check_reduction(reduction)
+DELTA = Option("delta", 1.0, doc="where the loss turns from quadratic to linear")
+FROM_LOGITS = Option("from_logits", False, "bool", "y_pred holds logits, not probabilities")
+LABEL_SMOOTHING = Option("label_smoothing", 0.0, "probability",
+                         "labels smoothed towards the uniform distribution by this much")
+AXIS = Option("axis", -1, "int", "the axis reduced first (the class axis)")
+WEIGHT = Option("weight", None, "array", "PyTorch's weight: rescales each element's loss")
+CLASS_WEIGHT = Option("weight", None, "array", "PyTorch's weight: one per class")
+IGNORE_INDEX = Option("ignore_index", -100, "int", "targets of this class are left out")
+EPS_DISTANCE = Option("eps", 1e-6, doc="added to x1 - x2 inside the distance (PyTorch's "
+                                       "pairwise_distance)")
+OVERLAP_AXIS = Option("axis", None, "axes", "the axes summed over (None: every axis)")
 
-    def _compute(self, y_true, y_pred, sample_weight, reduction, options, *, grad_output=None,
-                 **kw):
-        if not (isinstance(reduction, str) and reduction == "batchmean"):
-            return super()._compute(y_true, y_pred, sample_weight, reduction, options,
-                                    grad_output=grad_output, **kw)
-        shape = (tuple(y_pred.__cuda_array_interface__["shape"]) if on_gpu(y_pred)
-                 else real_array(np, y_pred, "y_pred").shape)
-        batch = shape[0] if shape else 1
-        inv = 1.0 / batch if batch else math.nan
-        go = inv if grad_output is None else (
-            real_array(array_module(grad_output), grad_output, "grad_output") * inv)
-        value, grad = super()._compute(y_true, y_pred, sample_weight, "sum", options,
-                                       grad_output=go, **kw)
-        if value is not None:
-            value = value * value.dtype.type(inv)
-        return value, grad
+# -- regression (pointwise) -------------------------------------------------------------------
+
+mean_squared_error = define(
+    Pointwise("squared_error"), "mean_squared_error", "keras",
+    "mean over the last axis of (y_pred - y_true)**2", _keras("mean_squared_error"),
+    aliases=("mse", "MSE"), class_name="MeanSquaredError")
+mean_absolute_error = define(
+    Pointwise("absolute_error"), "mean_absolute_error", "keras",
+    "mean over the last axis of |y_pred - y_true|", _keras("mean_absolute_error"),
+    aliases=("mae", "MAE"), class_name="MeanAbsoluteError")
+mean_absolute_percentage_error = define(
+    Pointwise("absolute_percentage_error"), "mean_absolute_percentage_error", "keras",
+    "100 * mean of |(y_true - y_pred) / max(|y_true|, 1e-7)|",
+    _keras("mean_absolute_percentage_error"), aliases=("mape", "MAPE"),
+    class_name="MeanAbsolutePercentageError")
+mean_squared_logarithmic_error = define(
+    Pointwise("squared_log_error"), "mean_squared_logarithmic_error", "keras",
+    "mean of (log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2",
+    _keras("mean_squared_logarithmic_error"), aliases=("msle", "MSLE"),
+    class_name="MeanSquaredLogarithmicError")
+huber = define(
+    Pointwise("huber"), "huber", "keras",
+    "mean of 0.5 e**2 where |e| <= delta, else delta * |e| - 0.5 delta**2; e = y_pred - y_true",
+    _keras("huber"), options=DELTA, class_name="Huber")
+log_cosh = define(
+    Pointwise("log_cosh"), "log_cosh", "keras", "mean of log(cosh(y_pred - y_true))",
+    _keras("log_cosh"), aliases=("logcosh",), class_name="LogCosh")
+poisson = define(
+    Pointwise("poisson"), "poisson", "keras", "mean of y_pred - y_true * log(y_pred + 1e-7)",
+    _keras("poisson"), class_name="Poisson")
+
+l1_loss = define(
+    Pointwise("absolute_error"), "l1_loss", "torch", "|input - target|", _torch("l1_loss"),
+    class_name="L1Loss")
+mse_loss = define(
+    Pointwise("squared_error"), "mse_loss", "torch", "(input - target)**2", _torch("mse_loss"),
+    class_name="MSELoss")
+smooth_l1_loss = define(
+    Pointwise("smooth_l1"), "smooth_l1_loss", "torch",
+    "0.5 e**2 / beta where |e| < beta, else |e| - 0.5 beta; e = input - target",
+    _torch("smooth_l1_loss"), options=Option("beta", 1.0, doc="the quadratic zone's half-width"),
+    class_name="SmoothL1Loss")
+huber_loss = define(
+    Pointwise("huber"), "huber_loss", "torch",
+    "0.5 e**2 where |e| < delta, else delta * (|e| - 0.5 delta); e = input - target",
+    _torch("huber_loss"), options=Option("delta", 1.0, "positive", DELTA.doc),
+    class_name="HuberLoss")
+
+# -- binary classification (pointwise) ------------------------------------------------------
+
+binary_crossentropy = define(
+    Pointwise(lambda v: "bce_logits" if v["from_logits"] else "bce_probs",
+              kernel_values=lambda v: (v["label_smoothing"],)),
+    "binary_crossentropy", "keras",
+    "mean over axis of -(y log p + (1 - y) log(1 - p)); p = y_pred clipped to "
+    "[1e-7, 1 - 1e-7], or sigmoid(y_pred) with from_logits; y = y_true smoothed towards 0.5",
+    _keras("binary_crossentropy"), options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS),
+    notes="probabilities clipped to [1e-7, 1 - 1e-7]", aliases=("bce", "BCE"),
+    class_name="BinaryCrossentropy")
+binary_focal_crossentropy = define(
+    Pointwise(lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs",
+              kernel_values=lambda v: (v["apply_class_balancing"], v["alpha"], v["gamma"],
+                                       v["label_smoothing"])),
+    "binary_focal_crossentropy", "keras",
+    "mean over axis of (1 - p_t)**gamma * binary crossentropy, times alpha_t with "
+    "apply_class_balancing",
+    _keras("binary_focal_crossentropy") + "; Lin et al. 2017, Focal Loss for Dense Object "
+    "Detection",
+    options=(Option("apply_class_balancing", False, "bool", "weigh by alpha_t"),
+             Option("alpha", 0.25, "probability", "the positive class's weight"),
+             Option("gamma", 2.0, doc="the focusing exponent"),
+             FROM_LOGITS, LABEL_SMOOTHING, AXIS),
+    notes="the crossentropy clipped as binary_crossentropy's, also from_logits",
+    class_name="BinaryFocalCrossentropy")
+hinge = define(
+    Pointwise("hinge", prepare_labels=hinge_labels), "hinge", "keras",
+    "mean of max(1 - y_true * y_pred, 0)", _keras("hinge"),
+    notes="labels that are all 0 or 1 become -1/1", class_name="Hinge")
+squared_hinge = define(
+    Pointwise("squared_hinge", prepare_labels=hinge_labels), "squared_hinge", "keras",
+    "mean of max(1 - y_true * y_pred, 0)**2", _keras("squared_hinge"),
+    notes="labels as hinge's", class_name="SquaredHinge")
+kl_divergence = define(
+    Pointwise("kl_divergence", row_reduction="sum"), "kl_divergence", "keras",
+    "sum over the last axis of t * log(t / p), t and p clipped to [1e-7, 1]",
+    _keras("kl_divergence"), notes="sums the last axis; both arrays clipped to [1e-7, 1]",
+    aliases=("kld", "KLD"), class_name="KLDivergence")
+
+binary_cross_entropy = define(
+    Pointwise("torch_bce", pred_range=(0.0, 1.0)), "binary_cross_entropy", "torch",
+    "-weight * (t * max(log p, -100) + (1 - t) * max(log(1 - p), -100)); y_pred in [0, 1]",
+    _torch("binary_cross_entropy"), options=WEIGHT,
+    notes="log clamped at -100, PyTorch's backward; y_pred outside [0, 1] raises ValueError "
+          "(NumPy inputs; on CuPy inputs, where a check would synchronise, it gives NaN)",
+    class_name="BCELoss")
+binary_cross_entropy_with_logits = define(
+    Pointwise("bce_logits", prepare=bce_pos_weight), "binary_cross_entropy_with_logits",
+    "torch", "-weight * (pos_weight * t * log sigmoid(x) + (1 - t) * log sigmoid(-x))",
+    _torch("binary_cross_entropy_with_logits"),
+    options=(WEIGHT, Option("pos_weight", None, "array",
+                            "the positive term's weight, broadcast along the last axis")),
+    notes="exact for any logit (PyTorch's float32 (1 - t) x - log_sigmoid(x) cancels: 1e-4 "
+          "off at |x| = 5)",
+    class_name="BCEWithLogitsLoss")
+soft_margin_loss = define(
+    Pointwise("soft_margin"), "soft_margin_loss", "torch", "log(1 + exp(-y * x))",
+    _torch("soft_margin_loss"), notes="as softplus(-y x): finite where PyTorch's exp overflows",
+    class_name="SoftMarginLoss")
+kl_div = define(
+    Pointwise("torch_kl_div"), "kl_div", "torch",
+    "target * (log target - input), input a log-probability (or exp(target) * (target - "
+    "input) with log_target)", _torch("kl_div"),
+    options=Option("log_target", False, "bool", "target holds log-probabilities"),
+    notes="0 log 0 = 0; reductions also \"batchmean\" (the sum over the batch size)",
+    reductions=TORCH_REDUCTIONS + ("batchmean",), class_name="KLDivLoss")
+sigmoid_focal_loss = define(
+    Pointwise("sigmoid_focal", kernel_values=lambda v: (-1.0 if v["alpha"] is None
+                                                        else v["alpha"], v["gamma"])),
+    "sigmoid_focal_loss", "torch",
+    "sigmoid crossentropy * (1 - p_t)**gamma, times alpha_t unless alpha is None",
+    "Optax optax.sigmoid_focal_loss; Lin et al. 2017",
+    options=(Option("alpha", None, "probability", "the positive class's weight",
+                    allow_none=True),
+             Option("gamma", 2.0, doc="the focusing exponent")),
+    notes="Optax's argument order made (labels, logits); elementwise values by default "
+          "(reduction \"none\"), \"mean\" and \"sum\" too",
+    default_reduction="none")
+hinge_embedding_loss = define(
+    Pointwise("hinge_embedding"), "hinge_embedding_loss", "torch",
+    "x where y = 1, max(0, margin - x) where y = -1", _torch("hinge_embedding_loss"),
+    options=Option("margin", 1.0, "any"), class_name="HingeEmbeddingLoss")
+poisson_nll_loss = define(
+    Pointwise("poisson_nll"), "poisson_nll_loss", "torch",
+    "exp(x) - y x (log_input), else x - y log(x + eps); + Stirling's term where y > 1 with "
+    "full", _torch("poisson_nll_loss"),
+    options=(Option("log_input", True, "bool", "input is log(rate)"),
+             Option("full", False, "bool", "add Stirling's approximation term"),
+             Option("eps", 1e-8, "positive", "added to the rate inside the log")),
+    class_name="PoissonNLLLoss")
+
+# -- over classes (rows) --------------------------------------------------------------------
 
 
-kl_div = _KLDiv("kl_div", "torch_kl_div", "torch", Option("log_target", False, "bool"),
-                summary="target * (log target - input), input a log-probability (or "
-                        "exp(target) * (target - input) with log_target); "
-                        "reductions also \"batchmean\"")
-assert "batchmean" not in TORCH_REDUCTIONS
+def _logits_or_probabilities(values):
+    return "softmax_cross_entropy" if values["from_logits"] else "probs_cross_entropy"
 
 
-class _ElementwiseByDefault(Loss):
-    """Optax's losses return elementwise values: reduction defaults to "none"."""
-    default_reduction = "none"
+categorical_crossentropy = define(
+    Rows(_logits_or_probabilities, kernel_values=lambda v: (v["label_smoothing"], 0.0),
+         targets="dense"),
+    "categorical_crossentropy", "keras",
+    "-sum_j y_j log q_j, q = softmax(y_pred) with from_logits, else y_pred / sum clipped to "
+    "[1e-7, 1 - 1e-7]; y = y_true smoothed towards 1/C", _keras("categorical_crossentropy"),
+    options=(FROM_LOGITS, LABEL_SMOOTHING, AXIS),
+    notes="one loss per row of the class axis; probabilities divided by their sum and clipped "
+          "to [1e-7, 1 - 1e-7], or from_logits",
+    class_name="CategoricalCrossentropy")
+sparse_categorical_crossentropy = define(
+    Rows(_logits_or_probabilities, kernel_values=lambda v: (0.0, 0.0), ignore="ignore_class"),
+    "sparse_categorical_crossentropy", "keras",
+    "-log q_y for integer labels y, q as categorical_crossentropy's",
+    _keras("sparse_categorical_crossentropy"),
+    options=(FROM_LOGITS, Option("ignore_class", None, "int", "rows of this label are masked",
+                                 allow_none=True), AXIS),
+    notes="integer labels (floats truncated, as Keras casts); ignore_class rows masked as "
+          "Keras masks them (loss 0, left out of the mean)",
+    class_name="SparseCategoricalCrossentropy")
+categorical_focal_crossentropy = define(
+    Rows("focal_cross_entropy", targets="dense",
+         kernel_values=lambda v: (v["alpha"], v["gamma"], v["label_smoothing"],
+                                  v["from_logits"])),
+    "categorical_focal_crossentropy", "keras",
+    "-sum_j alpha (1 - q_j)**gamma y_j log q_j, q clipped as categorical_crossentropy's",
+    _keras("categorical_focal_crossentropy") + "; Lin et al. 2017",
+    options=(Option("alpha", 0.25, "any", "the weight of every class"),
+             Option("gamma", 2.0, doc="the focusing exponent"), FROM_LOGITS, LABEL_SMOOTHING,
+             AXIS),
+    notes="probabilities normalised and clipped as categorical_crossentropy's",
+    class_name="CategoricalFocalCrossentropy")
+cosine_similarity = define(
+    Rows("cosine_similarity", targets="dense"), "cosine_similarity", "keras",
+    "-sum(l2_normalize(y_true) * l2_normalize(y_pred)) over the axis",
+    _keras("cosine_similarity"), options=AXIS,
+    notes="-cos of the angle; a zero vector gives 0 and a zero gradient",
+    class_name="CosineSimilarity")
+categorical_hinge = define(
+    Rows("categorical_hinge", targets="dense"), "categorical_hinge", "keras",
+    "max(max_j (1 - y_j) p_j - sum_j y_j p_j + 1, 0)", _keras("categorical_hinge"),
+    notes="tied maxima share the gradient, as JAX's max does", class_name="CategoricalHinge")
+categorical_generalized_cross_entropy = define(
+    Rows("generalized_cross_entropy"), "categorical_generalized_cross_entropy", "keras",
+    "(1 - p_y**q) / q for integer labels y and probabilities p",
+    _keras("categorical_generalized_cross_entropy") + "; Zhang & Sabuncu 2018",
+    options=Option("q", 0.5, "open_unit", "the exponent: towards 0 the crossentropy, at 1 MAE"),
+    notes="integer labels, probabilities", class_name="CategoricalGeneralizedCrossEntropy")
+triplet_loss = define(
+    Rows("stacked_triplet", targets="unused", parts=3), "triplet_loss", "keras",
+    "max(|a - p|**2 - |a - n|**2 + alpha, 0) per sample, y_pred = [a | p | n] stacked along "
+    "the last axis", "the Keras tutorials' triplet loss; Schroff et al. 2015, FaceNet",
+    options=Option("alpha", 0.2, doc="the margin"),
+    notes="the last axis divisible by 3; squared distances; y_true unused; Keras's "
+          "sample_weight and reductions")
+
+cross_entropy = define(
+    Rows("softmax_cross_entropy", kernel_values=lambda v: (v["label_smoothing"], 0.0),
+         targets="either", ignore="ignore_index", torch_mean="weights"),
+    "cross_entropy", "torch",
+    "softmax cross-entropy of logits against class indices (or probabilities of the input's "
+    "shape)", _torch("cross_entropy"), options=(CLASS_WEIGHT, IGNORE_INDEX, LABEL_SMOOTHING),
+    notes="class axis dim 1; ignored targets leave the smoothing term and the weighted mean",
+    class_name="CrossEntropyLoss")
+nll_loss = define(
+    Rows("negative_log_likelihood", ignore="ignore_index", torch_mean="weights"),
+    "nll_loss", "torch", "-weight[y] * input[y] for class indices y", _torch("nll_loss"),
+    options=(CLASS_WEIGHT, IGNORE_INDEX), notes="input of log-probabilities",
+    class_name="NLLLoss")
+multi_margin_loss = define(
+    Rows("multi_margin"), "multi_margin_loss", "torch",
+    "sum_{j != y} weight[y] max(0, margin - x_y + x_j)**p / C", _torch("multi_margin_loss"),
+    options=(Option("p", 1, "int", "the exponent", choices=(1, 2)),
+             Option("margin", 1.0, "any"), CLASS_WEIGHT),
+    class_name="MultiMarginLoss")
+multilabel_soft_margin_loss = define(
+    Rows("multilabel_soft_margin", targets="dense"), "multilabel_soft_margin_loss", "torch",
+    "mean over classes of weight_j * binary crossentropy of logit x_j against y_j",
+    _torch("multilabel_soft_margin_loss"), options=CLASS_WEIGHT,
+    class_name="MultiLabelSoftMarginLoss")
+poly_loss_cross_entropy = define(
+    Rows("softmax_cross_entropy", kernel_values=lambda v: (0.0, v["epsilon"]),
+         targets="dense"),
+    "poly_loss_cross_entropy", "torch",
+    "softmax cross-entropy + epsilon * sum_j y_j (1 - softmax_j)",
+    "Optax optax.poly_loss_cross_entropy; Leng et al. 2022, PolyLoss (Poly-1)",
+    options=Option("epsilon", 2.0, "any", "the weight of the first polynomial term"),
+    notes="Optax's argument order made (labels, logits); per-example values by default",
+    default_reduction="none")
+
+# -- whole-array statistics (overlap) --------------------------------------------------------
+
+dice = define(
+    Overlap(lambda v: (2.0, 2.0, 1.0, 1.0)), "dice", "keras",
+    "1 - 2 sum(y_true * y_pred) / (sum(y_true) + sum(y_pred) + 1e-7), the sums over axis",
+    _keras("dice") + "; Milletari et al. 2016, V-Net", options=OVERLAP_AXIS,
+    notes="axis None: every axis, one scalar loss", class_name="Dice")
+tversky = define(
+    Overlap(lambda v: (1.0, 1.0, v["beta"], v["alpha"])), "tversky", "keras",
+    "1 - TP / (TP + alpha * sum(y_true * (1 - y_pred)) + beta * sum((1 - y_true) * y_pred) "
+    "+ 1e-7), TP = sum(y_true * y_pred), the sums over axis",
+    _keras("tversky") + " (3.15's code)",
+    options=(Option("alpha", 0.5, "any"), Option("beta", 0.5, "any"), OVERLAP_AXIS),
+    notes="as Keras 3.15's code: alpha weighs the missed targets, beta the false alarms",
+    class_name="Tversky")
+fbeta_loss = define(
+    Overlap(lambda v: (1 + v["beta"] ** 2, 1 + v["beta"] ** 2, 1.0, v["beta"] ** 2)),
+    "fbeta_loss", "keras",
+    "1 - (1 + beta**2) TP / ((1 + beta**2) TP + beta**2 FN + FP + 1e-7), TP = sum(y_true * "
+    "y_pred), FP = sum((1 - y_true) * y_pred), FN = sum(y_true * (1 - y_pred)), over axis",
+    "the soft F-beta score (van Rijsbergen 1979) with soft counts",
+    options=(Option("beta", 1.0, "nonnegative", "recall's weight relative to precision"),
+             OVERLAP_AXIS),
+    notes="Keras conventions")
+
+# -- pairs of a batch (pairwise) ------------------------------------------------------------
+
+circle = define(
+    Circle(), "circle", "keras",
+    "softplus(LSE_pos(-gamma max(margin + d, 0) (margin - d)) + LSE_neg(gamma max(1 + margin "
+    "- d, 0) (1 - margin - d))) per sample, d = max(1 - <e_i, e_j>, 0)",
+    _keras("circle") + "; Sun et al. 2020, Circle Loss",
+    options=(Option("gamma", 80.0, "positive", "the scale"),
+             Option("margin", 0.4, "any", "the relaxation"),
+             Option("remove_diagonal", True, "bool", "leave each sample's pair with itself out"),
+             Option("ref_labels", None, "array", "the reference rows' labels (default y_true)"),
+             Option("ref_embeddings", None, "array",
+                    "reference embeddings, constants (default y_pred)")),
+    notes="integer labels (N,) and embeddings (N, D), L2-normalised by the caller as Keras "
+          "expects; over all pairs of the batch, without an N x N matrix; samples with loss 0 "
+          "masked as Keras",
+    class_name="Circle")
+ntxent = define(
+    NTXent(), "ntxent", "optax",
+    "mean over positive pairs (i, j) of log(exp(s_ij) + sum_neg exp(s_ik)) - s_ij, s the "
+    "cosine similarities over the temperature",
+    "Optax optax.ntxent; Chen et al. 2020, SimCLR",
+    options=Option("temperature", 0.07, "positive"),
+    notes="Optax's argument order made (labels, embeddings); one scalar; NaN when no pair "
+          "shares a label, as Optax",
+    reductions=("mean",))
+
+# -- several prediction arrays (embeddings, elements) ----------------------------------------
+
+triplet_margin_loss = define(
+    Embeddings("triplet_margin"), "triplet_margin_loss", "torch",
+    "max(margin + d(a, p) - d(a, n), 0), d(x, y) = ||x - y + eps||_p; with swap d(a, n) is "
+    "min(d(a, n), d(p, n))", _torch("triplet_margin_loss"),
+    inputs=("anchor", "positive", "negative"), predictions=("anchor", "positive", "negative"),
+    options=(Option("margin", 1.0, "positive"), Option("p", 2.0, "positive", "the norm's order"),
+             EPS_DISTANCE, Option("swap", False, "bool", "use the distance swap")),
+    class_name="TripletMarginLoss")
+quadruplet_loss = define(
+    Embeddings("quadruplet"), "quadruplet_loss", "torch",
+    "max(D(a, p) - D(a, n1) + alpha1, 0) + max(D(a, p) - D(n1, n2) + alpha2, 0), D the "
+    "squared Euclidean distance", "Chen et al. 2017, Beyond triplet loss",
+    inputs=("anchor", "positive", "negative1", "negative2"),
+    predictions=("anchor", "positive", "negative1", "negative2"),
+    options=(Option("alpha1", 1.0), Option("alpha2", 0.5)),
+    notes="n2 of a class other than a's and n1's; PyTorch's reductions")
+contrastive_loss = define(
+    Embeddings("contrastive"), "contrastive_loss", "torch",
+    "y d**2 + (1 - y) max(margin - d, 0)**2, d = ||x1 - x2 + eps||",
+    "Hadsell, Chopra & LeCun 2006", inputs=("y_true", "x1", "x2"), predictions=("x1", "x2"),
+    options=(Option("margin", 1.0), EPS_DISTANCE),
+    notes="label 1 for similar pairs, 0 for dissimilar; PyTorch's reductions")
+cosine_embedding_loss = define(
+    Embeddings("cosine_embedding"), "cosine_embedding_loss", "torch",
+    "1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1",
+    _torch("cosine_embedding_loss"), inputs=("y_true", "x1", "x2"), predictions=("x1", "x2"),
+    options=Option("margin", 0.0, "any"), notes="labels first; other labels give 0",
+    class_name="CosineEmbeddingLoss")
+margin_ranking_loss = define(
+    Elements("margin_ranking"), "margin_ranking_loss", "torch",
+    "max(0, -y (x1 - x2) + margin), elementwise", _torch("margin_ranking_loss"),
+    inputs=("y_true", "x1", "x2"), predictions=("x1", "x2"),
+    options=Option("margin", 0.0, "any"), notes="labels first; broadcasting",
+    class_name="MarginRankingLoss")
+gaussian_nll_loss = define(
+    Elements("gaussian_nll", check_inputs=gaussian_nll_var), "gaussian_nll_loss", "torch",
+    "(log v + (y_pred - y_true)**2 / v) / 2, v = max(var, eps) (+ log(2 pi) / 2 with full)",
+    _torch("gaussian_nll_loss"), inputs=("y_true", "y_pred", "var"),
+    predictions=("y_pred", "var"),
+    options=(Option("full", False, "bool", "add the constant log(2 pi) / 2"),
+             Option("eps", 1e-6, "positive", "the variance's lower clamp")),
+    notes="var of y_pred's shape, with one axis of size 1, or without the last axis; "
+          "gradients for y_pred and var; negative var raises ValueError (NumPy inputs; NaN on "
+          "CuPy inputs)",
+    class_name="GaussianNLLLoss")
+gaussian_kl_loss = define(
+    Elements("gaussian_kl"), "gaussian_kl_loss", "torch",
+    "-(1 + logvar - mean**2 - exp(logvar)) / 2 elementwise: the KL divergence of "
+    "N(mean, exp(logvar)) from N(0, 1)", "Kingma & Welling 2014, Auto-Encoding Variational "
+    "Bayes (the VAE's KL term)", inputs=("mean", "logvar"), predictions=("mean", "logvar"),
+    notes="\"mean\" averages over all elements; gradients for both")
 
 
-# Optax semantics: elementwise values (reduction "none" by default; "mean", "sum" too).
-sigmoid_focal_loss = _ElementwiseByDefault(
-    "sigmoid_focal_loss", "sigmoid_focal", "torch",
-    (Option("alpha", None, "probability", allow_none=True), Option("gamma", 2.0)),
-    kernel_values=lambda v: (-1.0 if v["alpha"] is None else v["alpha"], v["gamma"]),
-    summary="sigmoid crossentropy * (1 - p_t)**gamma, times alpha_t unless alpha is None "
-            "(Optax; y_true first)")
-
-hinge_embedding_loss = Loss(
-    "hinge_embedding_loss", "hinge_embedding", "torch", Option("margin", 1.0, "any"),
-    summary="x where y = 1, max(0, margin - x) where y = -1 (PyTorch)")
-poisson_nll_loss = Loss(
-    "poisson_nll_loss", "poisson_nll", "torch",
-    (Option("log_input", True, "bool"), Option("full", False, "bool"), Option("eps", 1e-8, "positive")),
-    summary="exp(x) - y x (log_input), else x - y log(x + eps); + Stirling's term where y > 1 "
-            "with full (PyTorch)")
-
-ALIASES.update({
-    "bce": binary_crossentropy, "BCE": binary_crossentropy,
-    "kld": kl_divergence, "KLD": kl_divergence,
-})
-
-LOSSES = {loss.name: loss for loss in globals().values() if isinstance(loss, Loss)}
-
-# The row-wise losses (cross-entropies over classes, ...) have their own table.
-from . import _overlap, _pairwise, multi_losses, row_losses  # noqa: E402
-
-LOSSES.update(row_losses.LOSSES)
-ALIASES.update(row_losses.ALIASES)
-LOSSES.update(multi_losses.LOSSES)
-LOSSES.update(_overlap.LOSSES)
-LOSSES.update(_pairwise.LOSSES)
+def by_family(family: str) -> dict[str, Loss]:
+    """The losses of one kernel family, by name (for the tests and benchmarks)."""
+    return {name: loss for name, loss in LOSSES.items() if loss.spec.family == family}

@@ -10,19 +10,17 @@ the checked-in files equal what it writes.  Run: ``python -m fastloss.kernels._g
 import hashlib
 from pathlib import Path
 
+from .arguments import KERNEL_ARGS
 from .elements import ELEMENTS, PAIR_ELEMENTS
 from .row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
 
 HERE = Path(__file__).parent
 MODES = {"value": (True, False), "grad": (False, True), "value_and_grad": (True, True)}
-ARGS = "t, p, o, C, weight, coef, gscale, row_out, grad, partials"
-ROW_ARGS = "t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials"
-PAIR_ARGS = "t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials"
-TUPLE_ARGS = "y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials"
 # (family body, its argument list, its element functions); kernels are named
 # {element}_{mode}[_{serial|parallel}], so element names are unique across families.
-FAMILIES = (("pointwise", ARGS, ELEMENTS), ("pointwise_pair", PAIR_ARGS, PAIR_ELEMENTS),
-            ("rowwise", ROW_ARGS, ROW_ELEMENTS), ("tuplewise", TUPLE_ARGS, TUPLE_ELEMENTS))
+FAMILIES = tuple((body, ", ".join(KERNEL_ARGS[body]), elements) for body, elements in (
+    ("pointwise", ELEMENTS), ("pointwise_pair", PAIR_ELEMENTS), ("rowwise", ROW_ELEMENTS),
+    ("tuplewise", TUPLE_ELEMENTS)))
 _names = [name for _, _, elements in FAMILIES for name in elements]
 assert len(_names) == len(set(_names)), "element names must be unique across families"
 # Kernels release the GIL (nogil): serial kernels called from several Python threads run

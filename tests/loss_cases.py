@@ -568,7 +568,7 @@ def _multi(name):
 
     def make(inputs):
         shape = inputs.shape()
-        rows = fl.LOSSES[name].family == "rows"
+        rows = fl.LOSSES[name].spec.family == "embeddings"
         values_shape = shape[:-1] if rows else shape
         options = {}
         if name == "triplet_margin_loss":

@@ -43,12 +43,8 @@ import numpy as np
 import pytest
 
 import fastloss as fl
-from fastloss import _overlap, _pairwise, _run
+from fastloss.launch import Launcher
 from fastloss._bench import arguments
-from fastloss._multi import MultiLoss
-from fastloss._overlap import OverlapLoss
-from fastloss._pairwise import PairwiseLoss
-from fastloss._rows import RowLoss
 
 T = np.ones((4, 3))
 P = np.full((4, 3), 0.5)
@@ -146,14 +142,14 @@ _P = _rng.uniform(0.05, 0.95, (2, 6))
 
 
 def family(loss):
-    if isinstance(loss, PairwiseLoss):
-        return "pairwise"
-    if isinstance(loss, OverlapLoss):
-        return "overlap"
-    if isinstance(loss, MultiLoss):
-        return f"multi-{loss.family}"
-    if isinstance(loss, RowLoss):
-        return "rows-labels" if loss.targets in ("labels", "either") else "rows-dense"
+    """The loss's family, with the variants whose bad inputs differ told apart."""
+    name = loss.spec.family
+    if name in ("pairwise", "overlap"):
+        return name
+    if name in ("embeddings", "elements"):
+        return f"multi-{'rows' if name == 'embeddings' else 'elements'}"
+    if name == "rows":
+        return "rows-labels" if loss.family.targets in ("labels", "either") else "rows-dense"
     return f"pointwise-{loss.convention}"
 
 
@@ -173,11 +169,9 @@ class Subject:
 def subject(name):
     loss = LOSSES[name]
     args = tuple(arguments(name, _T, _P))
-    names = loss.inputs if isinstance(loss, MultiLoss) else ("y_true", "y_pred")
-    predictions = loss.predictions if isinstance(loss, MultiLoss) else ("y_pred",)
-    return Subject(name, loss, family(loss), args, names, predictions,
+    return Subject(name, loss, family(loss), args, loss.inputs, loss.predictions,
                    labels=args[0].dtype.kind == "i",
-                   y_true_unused=getattr(loss, "targets", None) == "unused")
+                   y_true_unused=getattr(loss.family, "targets", None) == "unused")
 
 
 SUBJECTS = {name: subject(name) for name in LOSSES}
@@ -208,9 +202,8 @@ def _kernel_ran(*args, **kwargs):
 @contextlib.contextmanager
 def kernels_forbidden():
     with contextlib.ExitStack() as stack:
-        for owner, attribute in [(_run, "run_cpu"), (_run, "run_cuda"), (_overlap, "_CpuKernels"),
-                                 (_overlap, "_CudaKernels"), (_pairwise, "_Launcher")]:
-            stack.enter_context(mock.patch.object(owner, attribute, _kernel_ran))
+        # (every family runs its kernels through one Launcher, made before any kernel runs)
+        stack.enter_context(mock.patch.object(Launcher, "__init__", _kernel_ran))
         yield
 
 
@@ -272,7 +265,7 @@ def grad_outs(s, make):
     """out= for s: one buffer, or a tuple of one per prediction array."""
     index = {n: i for i, n in enumerate(s.names)}
     outs = tuple(make(s.args[index[n]]) for n in s.predictions)
-    return outs if isinstance(s.loss, MultiLoss) else outs[0]
+    return outs if len(outs) > 1 else outs[0]
 
 
 # -- the kinds of bad input: each maker returns the cases that apply to a loss -----------
@@ -301,7 +294,7 @@ def shapes_that_do_not_broadcast(s):
         w = np.ones(samples[0] + 1)
         cases.append(raises("sample_weight with one row more", ValueError,
                             ["sample_weight", str(w.shape)], vg, s, args, sample_weight=w))
-    if s.loss.takes_weight:
+    if takes_weight(s):
         w = np.ones(args[-1].shape[-1] + 1)
         cases.append(raises("weight with one entry more", ValueError, ["weight", str(w.shape)],
                             vg, s, args, weight=w))
@@ -340,7 +333,7 @@ def non_numeric_dtypes(s):
     if s.loss.convention == "keras":
         cases.append(raises("sample_weight of complex numbers", TypeError, ["sample_weight"],
                             vg, s, s.args, sample_weight=np.ones(2) * 1j))
-    if s.loss.takes_weight:
+    if takes_weight(s):
         cases.append(raises("weight of strings", TypeError, ["weight"], vg, s, s.args,
                             weight=np.array(["1"] * s.args[-1].shape[-1])))
     return cases
@@ -383,10 +376,11 @@ def labels_out_of_range(s):
     else:  # PyTorch wants integer class indices
         cases.append(raises("float labels", TypeError, ["y_true", "float64"], vg, s,
                             with_arg(s.args, 0, y + 0.0)))
-    if s.loss.ignore:
-        default = next(o.default for o in s.loss.options if o.name == s.loss.ignore)
+    ignore = getattr(s.loss.family, "ignore", None)
+    if ignore:
+        default = next(o.default for o in s.loss.options if o.name == ignore)
         ignored = -1 if default is None else default
-        options = {s.loss.ignore: ignored} if default is None else {}
+        options = {ignore: ignored} if default is None else {}
 
         def ignored_label_accepted():
             assert np.isfinite(s.loss(*at_1(ignored), **options))
@@ -428,7 +422,7 @@ def probabilities_outside_unit_interval(s):
         p = s.args[-1].copy()
         p[0, 1] = outside
         args = with_arg(s.args, len(s.args) - 1, p)
-        if s.loss.pred_range is not None:
+        if pred_range(s) is not None:
             cases.append(raises(f"y_pred {outside}", ValueError, ["y_pred", "[0, 1]", str(outside)],
                                 vg, s, args))
         elif s.name in CLIPPED_PROBABILITIES:
@@ -459,7 +453,7 @@ def negative_weights(s):
             assert_same_results(vg(s, s.args, sample_weight=-w, reduction=mean),
                                 vg(s, s.args, sample_weight=w, reduction=mean))
         cases.append(works("negative sample_weight", sample_weights_applied))
-    if s.loss.takes_weight:
+    if takes_weight(s):
         w = np.linspace(0.5, 2.0, _class_count(s))
         cases.append(works("negative weight", lambda: assert_same_results(
             vg(s, s.args, weight=-w, reduction="sum"),
@@ -473,13 +467,21 @@ def negative_weights(s):
     return cases
 
 
-ARRAY_OPTIONS = {"binary_cross_entropy_with_logits": ("pos_weight",)}
 
 
 def array_options(s):
     """The options of s that take arrays."""
-    return ((("weight",) if s.loss.takes_weight else ()) + tuple(getattr(s.loss, "arrays", ()))
-            + ARRAY_OPTIONS.get(s.name, ()))
+    return tuple(o.name for o in s.loss.options if o.is_array)
+
+
+def pred_range(s):
+    """The range s's y_pred must lie in (PyTorch's binary_cross_entropy), or None."""
+    return getattr(s.loss.family, "pred_range", None)
+
+
+def takes_weight(s):
+    """s takes PyTorch's ``weight`` (per element or per class)."""
+    return "weight" in array_options(s)
 
 _WRONG_VALUES = {"nonnegative": -1.0, "positive": 0.0, "probability": 1.5, "open_unit": 1.0}
 
@@ -496,7 +498,7 @@ def bad_options(s):
     if loss.convention != "keras":
         cases.append(raises("sample_weight", TypeError, ["sample_weight"], vg, s, s.args,
                             sample_weight=np.ones(2)))
-    for option in loss.options:
+    for option in (o for o in loss.options if not o.is_array):
         cases.append(raises(f"{option.name} a string", TypeError, [option.name], vg, s, s.args,
                             **{option.name: "1"}))
         if option.name == "axis":
@@ -670,7 +672,7 @@ def test_bad_input_matrix(kind, name):
 # before anything is copied to the device.
 CUDA_SUBSET = sorted(set({(s.family, s.loss.convention): n
                           for n, s in reversed(list(SUBJECTS.items()))}.values())
-                     | {n for n, s in SUBJECTS.items() if s.loss.pred_range or "var" in s.names})
+                     | {n for n, s in SUBJECTS.items() if pred_range(s) or "var" in s.names})
 CUDA_MATRIX = [(kind, name) for kind, name in MATRIX if name in CUDA_SUBSET
                and any(case.error for case in KINDS[kind](SUBJECTS[name]))]
 
@@ -694,9 +696,9 @@ def test_every_loss_is_in_every_kind_that_applies():
         assert covered[kind] == set(LOSSES), (kind, set(LOSSES) - covered[kind])
     with_labels = {n for n, s in SUBJECTS.items() if s.labels or s.family == "pairwise"}
     assert covered["labels"] == with_labels
-    assert {n for n, s in SUBJECTS.items() if s.loss.pred_range} <= covered["probabilities"]
+    assert {n for n, s in SUBJECTS.items() if pred_range(s)} <= covered["probabilities"]
     weighted = {n for n, s in SUBJECTS.items()
-                if s.loss.convention == "keras" or s.loss.takes_weight or "var" in s.names}
+                if s.loss.convention == "keras" or takes_weight(s) or "var" in s.names}
     assert covered["weights"] == weighted
     assert set(CUDA_SUBSET) <= {name for _, name in CUDA_MATRIX}
     assert {SUBJECTS[n].family for n in CUDA_SUBSET} == set(ZERO_D)

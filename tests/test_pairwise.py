@@ -12,10 +12,14 @@ import pytest
 
 import loss_cases
 from fastloss import _config
-from fastloss._pairwise import BENCH, LOSSES, circle, ntxent
+from fastloss import circle, ntxent
+from fastloss._bench_references import PAIRWISE_BENCH as BENCH
+from fastloss.losses import by_family
 from pairwise_references import (circle_reference, circle_reference_grad, ntxent_reference,
                                  ntxent_reference_grad)
 from references import finite_difference_grad
+
+LOSSES = by_family("pairwise")
 
 KERAS_REDUCTIONS = ["sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none"]
 RTOL = {np.float32: 1e-4, np.float64: 1e-10}
@@ -264,7 +268,8 @@ def test_bitwise_identical_across_thread_counts():
     code = textwrap.dedent("""
         import hashlib, numpy as np
         from fastloss import _config
-        from fastloss._pairwise import LOSSES
+        from fastloss.losses import by_family
+        LOSSES = by_family("pairwise")
         _config.PARALLEL_THRESHOLD = 0
         rng = np.random.default_rng(0)
         labels = rng.integers(0, 9, 37)

@@ -13,11 +13,13 @@ from keras import ops  # noqa: E402
 
 from keras.src.losses.losses import LossFunctionWrapper  # noqa: E402
 
-from fastloss._overlap import LOSSES  # noqa: E402
+from fastloss.losses import by_family  # noqa: E402
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-7}
 ATOL = {np.float32: 1e-7, np.float64: 1e-13}
 SHAPE = (4, 5, 6)
+
+LOSSES = by_family("overlap")
 
 
 def keras_fbeta(y_true, y_pred, beta=1.0, axis=None):

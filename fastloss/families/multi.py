@@ -1,0 +1,152 @@
+"""Families of several prediction arrays, with PyTorch's reductions.
+
+``Embeddings``: every prediction has one shape (..., D) and each row of D features
+gives one loss (a tuple element of kernels/row_elements.py: triplets, quadruplets,
+pairs of embeddings); the labels, if any, hold one value per row.
+``Elements``: elementwise (a pair element of kernels/elements.py: a mean and a
+variance, two scores) over the broadcast shape of all the arrays; the gradient of a
+broadcast prediction is summed back to its shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._arrays import broadcasts_to, compute_dtype
+from ..conventions import torch_layout, torch_rows_layout
+from ..launch import KernelCall, run_kernel
+from ..pipeline import grad_buffer
+from . import Family
+
+
+class _Multi(Family):
+    """check_inputs: ``(name, arrays by input name, options, xp) -> arrays``, a loss's
+    own checks and conversions of its arrays."""
+
+    def __init__(self, element, kernel_values=None, check_inputs=None):
+        super().__init__(element, kernel_values)
+        self.check_inputs = check_inputs
+
+    def compute(self, request):
+        loss, placement = request.loss, request.placement
+        named = {name: placement.asarray(x, name) for name, x in request.arrays.items()}
+        shapes = {name: x.shape for name, x in named.items()}  # of the gradients
+        if self.check_inputs is not None:
+            named = self.check_inputs(request.name, named, request.options, request.xp)
+        dtype = compute_dtype(np.empty(0, np.result_type(*(named[n].dtype
+                                                            for n in loss.predictions))))
+        kernel = (self.element_for(request.options),
+                  self.kernel_options(loss, request.options, dtype))
+        value, grads = self._compute(request, named, dtype, kernel, shapes)
+        if grads is not None:
+            grads = tuple(g.reshape(shapes[name]) for g, name in zip(grads, loss.predictions))
+        return value, grads
+
+    @staticmethod
+    def _run(request, family, kernel, targets, inputs, C, layout, grads):
+        call = KernelCall(family, kernel[0], inputs, targets, kernel[1], C, layout.weight,
+                          layout.coef, layout.gscale, layout.vscale,
+                          want_rows=layout.rows_shape is not None, value=request.want_value,
+                          grads=grads or ())
+        value, rows = run_kernel(call, request.placement)
+        if layout.rows_shape is not None and request.want_value:
+            value = rows.reshape(layout.rows_shape)
+        return value
+
+
+class Embeddings(_Multi):
+    name = "embeddings"
+
+    def _compute(self, request, named, dtype, kernel, shapes):
+        name, xp = request.name, request.xp
+        loss = request.loss
+        first = loss.predictions[0]
+        shape = named[first].shape
+        for other in loss.predictions[1:]:
+            if named[other].shape != shape:
+                raise ValueError(f"{name}: {other} of shape {named[other].shape} must have "
+                                 f"{first}'s shape {shape}")
+        if len(shape) == 0:
+            raise ValueError(f"{name}: {first} must have a feature axis, got a scalar")
+        if shape[-1] == 0:
+            raise ValueError(f"{name}: {first} of shape {shape} has no features")
+        values_shape = shape[:-1]
+        y = None
+        if len(loss.inputs) > len(loss.predictions):
+            label_name = loss.inputs[0]
+            y = named[label_name]
+            if not broadcasts_to(y.shape, values_shape):
+                raise ValueError(f"{name}: {label_name} of shape {y.shape} must hold one "
+                                 f"label per row of {first} of shape {shape}, i.e. have shape "
+                                 f"{values_shape}")
+            y = xp.ascontiguousarray(xp.broadcast_to(y, values_shape), dtype=dtype).reshape(-1)
+        preds = tuple(xp.ascontiguousarray(named[n], dtype=dtype).reshape(-1)
+                      for n in loss.predictions)
+        layout = torch_rows_layout(name, xp, values_shape, request.reduction,
+                                   request.grad_output)
+        grads = None
+        if request.want_grad:
+            grads = tuple(grad_buffer(request, shape, dtype, i) for i in range(len(preds)))
+        if math.prod(values_shape) == 0:
+            value = layout.empty_values(dtype)[1 if layout.rows_shape is None else 0]
+        else:
+            value = self._run(request, "tuple", kernel, y, preds, shape[-1], layout, grads)
+        return value, grads
+
+
+class Elements(_Multi):
+    name = "elements"
+
+    def _compute(self, request, named, dtype, kernel, shapes):
+        name, xp = request.name, request.xp
+        loss = request.loss
+        try:
+            shape = np.broadcast_shapes(*(named[n].shape for n in loss.inputs))
+        except ValueError:
+            given = ", ".join(f"{n} {named[n].shape}" for n in loss.inputs)
+            raise ValueError(f"{name}: the shapes do not broadcast together: {given}") from None
+
+        def full(array_name):
+            x = named[array_name]
+            if x.shape != shape:
+                x = xp.broadcast_to(x, shape)
+            return xp.ascontiguousarray(x, dtype=dtype).reshape(-1)
+        a, b = (full(n) for n in loss.predictions)
+        has_labels = len(loss.inputs) > len(loss.predictions)
+        t = full(loss.inputs[0]) if has_labels else a  # (an element without labels ignores t)
+        layout = torch_layout(name, request.placement, shape, request.reduction,
+                              request.grad_output)
+        grads = None
+        if request.want_grad:
+            grads = tuple(grad_buffer(request, shape, dtype, i)
+                          if named[n].shape == shape == shapes[n]
+                          else xp.empty(math.prod(shape), dtype)
+                          for i, n in enumerate(loss.predictions))
+        if math.prod(shape) == 0:
+            rows, value = layout.empty_values(dtype)
+            value = rows if layout.rows_shape is not None else value
+        else:
+            value = self._run(request, "pair", kernel, t, (a, b), layout.C, layout, grads)
+        if grads is not None:
+            grads = tuple(self._reduce_to(request, i, g.reshape(shape), named[n].shape,
+                                          shapes[n], dtype)
+                          for i, (g, n) in enumerate(zip(grads, loss.predictions)))
+        return value, grads
+
+    @staticmethod
+    def _reduce_to(request, index, grad, target_shape, given_shape, dtype):
+        """The gradient of an input broadcast to grad's shape: summed over the broadcast
+        axes, in the input's given shape."""
+        if grad.shape == tuple(target_shape):
+            return grad
+        extra = grad.ndim - len(target_shape)
+        axes = tuple(range(extra)) + tuple(
+            extra + i for i, n in enumerate(target_shape) if n == 1 and grad.shape[extra + i] != 1)
+        reduced = grad.sum(axis=axes, dtype=dtype).reshape(given_shape)
+        if request.out is None:
+            return reduced
+        buffer = grad_buffer(request, given_shape, dtype, index)
+        buffer.reshape(given_shape)[...] = reduced
+        return buffer.reshape(given_shape)

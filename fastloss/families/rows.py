@@ -1,0 +1,204 @@
+"""The row-wise family: a loss per row of the class axis, reduced inside the kernel
+(kernels/row_elements.py): the cross-entropies over classes, cosine similarity,
+categorical hinge, PyTorch's losses over classes.
+
+It takes integer labels (checked: a label outside ``[0, C)`` that is not the ignored
+value raises), dense targets of the predictions' shape, the class axis (Keras's
+``axis``; PyTorch's dim 1), PyTorch's class ``weight`` and ``ignore_index``, and Keras's
+``ignore_class`` mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
+from ..conventions import keras_layout, torch_rows_layout
+from ..launch import KernelCall, run_kernel
+from ..pipeline import grad_buffer
+from . import Family
+
+
+class Rows(Family):
+    """targets: "labels" (integer class indices), "dense" (an array of y_pred's shape),
+    "either" (PyTorch's cross_entropy: floating targets of the input's shape are
+    probabilities, anything else class indices) or "unused" (Keras's signature, the
+    loss reads y_pred only).  parts: the row splits into this many equal parts.
+    ignore: the name of the option holding the ignored label ("ignore_class",
+    "ignore_index") or None.  torch_mean: how PyTorch's "mean" divides: "weights" (by the
+    summed weight of the non-ignored targets, as cross_entropy/nll_loss) or "rows"."""
+
+    name = "rows"
+
+    def __init__(self, element, kernel_values=None, targets="labels", ignore=None,
+                 torch_mean="rows", parts=1):
+        super().__init__(element, kernel_values)
+        self.targets = targets
+        self.ignore = ignore
+        self.torch_mean = torch_mean
+        self.parts = parts
+
+    def compute(self, request):
+        name, placement, xp = request.name, request.placement, request.xp
+        loss = request.loss
+        options = request.options
+        keras = loss.convention == "keras"
+        weight = options.get("weight")
+        p = placement.asarray(request.arrays["y_pred"], "y_pred")
+        if p.ndim == 0:
+            raise ValueError(f"{name}: y_pred must have a class axis, got a scalar")
+        dtype = compute_dtype(p)
+        pred_shape = p.shape
+        axis = self._class_axis(name, loss.convention, options, p.ndim)
+        p = xp.ascontiguousarray(xp.moveaxis(p, axis, -1), dtype=dtype)
+        C = p.shape[-1]
+        if C == 0:
+            raise ValueError(f"{name}: y_pred of shape {pred_shape} has no classes")
+        if C % self.parts:
+            raise ValueError(f"{name}: the last axis of y_pred (shape {pred_shape}) must "
+                             f"split into {self.parts} equal parts")
+        values_shape = p.shape[:-1]
+
+        t_raw = placement.asarray(request.arrays["y_true"], "y_true")
+        dense = self.targets == "dense" or (
+            self.targets == "either" and t_raw.dtype.kind == "f" and t_raw.shape == pred_shape)
+        labels = t = None
+        valid = None
+        if self.targets == "unused":
+            t = p.reshape(-1)  # (the row element reads only y_pred)
+        elif dense:
+            ignored = options.get(self.ignore)
+            if self.ignore and ignored not in (None, loss.spec.option(self.ignore).default):
+                raise ValueError(f"{name}: {self.ignore} applies to class-index targets, "
+                                 "not to probabilities")
+            if keras:
+                t_shape, _ = squeeze_or_expand_to_same_rank(t_raw.shape, pred_shape)
+                t_raw = t_raw.reshape(t_shape)
+            if t_raw.shape != pred_shape:
+                raise ValueError(f"{name}: y_true of shape {t_raw.shape} must have "
+                                 f"y_pred's shape {pred_shape}")
+            t = xp.ascontiguousarray(xp.moveaxis(t_raw, axis, -1), dtype=dtype).reshape(-1)
+        else:
+            labels, valid = self._labels(name, keras, t_raw, pred_shape, axis, values_shape, C,
+                                         options.get(self.ignore), xp)
+
+        cw = None
+        if weight is not None:
+            cw = placement.asarray(weight, "weight")
+            if cw.shape != (C,):
+                raise ValueError(f"{name}: weight must have one entry per class, shape "
+                                 f"({C},), got shape {cw.shape}")
+            cw = xp.ascontiguousarray(cw, dtype=np.float64)
+
+        reduction = request.reduction
+        if keras:
+            layout = keras_layout(name, placement, p.shape,
+                                  self._keras_weights(name, placement, request.sample_weight,
+                                                      valid, values_shape, reduction, dtype),
+                                  reduction, request.grad_output, 1)
+        else:
+            divisor = None
+            if reduction == "mean" and self.torch_mean == "weights" and labels is not None:
+                kept = labels[labels >= 0]
+                divisor = float(kept.size if cw is None else cw[kept].sum())
+            layout = torch_rows_layout(name, xp, values_shape, reduction, request.grad_output,
+                                       divisor)
+        grad = buffer = None
+        moved = axis != len(pred_shape) - 1
+        if request.want_grad:  # (out checked before the kernel runs; it gets the gradient moved back)
+            buffer = grad_buffer(request, pred_shape, dtype)
+            grad = xp.empty(p.size, dtype) if moved else buffer
+        want_value = request.want_value
+        if math.prod(values_shape) == 0:
+            rows, value = layout.empty_values(dtype)
+            if grad is not None:
+                grad[...] = 0
+        else:
+            skip = () if self.ignore is None else (self.ignore,)
+            call = KernelCall("rowwise", self.element_for(options), (p.reshape(-1),), t,
+                              self.kernel_options(loss, options, dtype, skip), C,
+                              layout.weight, layout.coef, layout.gscale, layout.vscale,
+                              want_rows=layout.rows_shape is not None, value=want_value,
+                              grads=() if grad is None else (grad,), labels=labels,
+                              class_weight=cw)
+            value, rows = run_kernel(call, placement)
+        if layout.rows_shape is not None and want_value:
+            value = rows.reshape(layout.rows_shape)
+        grads = None
+        if grad is not None:
+            if moved:
+                buffer.reshape(pred_shape)[...] = xp.moveaxis(grad.reshape(p.shape), -1, axis)
+                grad = buffer
+            grads = (grad.reshape(pred_shape),)
+        return (value if want_value else None), grads
+
+    # -- pieces ------------------------------------------------------------------------
+
+    @staticmethod
+    def _class_axis(name, convention, options, ndim):
+        if convention == "torch":
+            return 1 if ndim >= 2 else 0  # PyTorch: (N, C, d1, ...) or (C,)
+        axis = options.get("axis", -1)
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"{name}: axis {axis} is out of range for y_pred of rank {ndim}")
+        return axis % ndim
+
+    def _labels(self, name, keras, t, pred_shape, axis, values_shape, C, ignore, xp):
+        """Flat int64 labels, -1 where ignored, and the mask of the kept ones (or None)."""
+        if keras and t.ndim == len(pred_shape) and t.ndim > 0 and t.shape[axis] == 1:
+            t = t.reshape(t.shape[:axis] + t.shape[axis + 1:])
+        expected = tuple(values_shape)
+        if t.shape != expected:
+            raise ValueError(f"{name}: y_true of shape {t.shape} must hold one class index "
+                             f"per row of y_pred of shape {tuple(pred_shape)}, i.e. have "
+                             f"shape {expected}")
+        if t.dtype.kind == "b":
+            raise TypeError(f"{name}: y_true must hold class indices, got booleans")
+        if t.dtype.kind == "f":
+            if not keras:
+                raise TypeError(f"{name}: y_true must hold integer class indices (or "
+                                f"probabilities of y_pred's shape), got dtype {t.dtype}")
+            values = xp.trunc(t)  # Keras casts labels to int32: toward zero
+        else:
+            values = t
+        keep = None if ignore is None else t != ignore
+        # Checked on the values given, before the cast to int64, so that nothing (NaN, inf,
+        # 1e30, a uint64 beyond int64) can wrap into range; NaN fails both comparisons.
+        bad = ~((values >= 0) & (values < C))
+        if keep is not None:
+            bad &= keep
+        if bool(bad.any()):
+            flat = int(xp.flatnonzero(bad.reshape(-1))[0])
+            where = np.unravel_index(flat, expected) if expected else ()
+            value = values.reshape(-1)[flat].item()
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            if isinstance(value, float) and not math.isfinite(value):
+                shown += " (non-finite)"
+            ignored = "" if ignore is None else f" nor the ignored {self.ignore}={ignore}"
+            raise ValueError(f"{name}: y_true{list(map(int, where))} = {shown} is not "
+                             f"a class index in [0, {C}){ignored}")
+        labels = values.astype(np.int64)
+        if keep is not None:
+            labels = xp.where(keep, labels, -1)
+        return xp.ascontiguousarray(labels.reshape(-1)), keep
+
+    @staticmethod
+    def _keras_weights(name, placement, sample_weight, keep, values_shape, reduction, dtype):
+        """sample_weight with Keras's ignore_class mask merged in (keras apply_mask)."""
+        if keep is None:
+            return sample_weight
+        mask = keep.astype(dtype)
+        if reduction in ("mean", "sum_over_batch_size"):
+            valid = float(keep.sum())
+            total = float(keep.size)
+            mask = mask * dtype.type(total / valid if valid else 0.0)
+        if sample_weight is None:
+            return mask
+        w = placement.asarray(sample_weight, "sample_weight")
+        m_shape, w_shape = squeeze_or_expand_to_same_rank(mask.shape, w.shape)
+        if not broadcasts_to(w_shape, m_shape) and not broadcasts_to(m_shape, w_shape):
+            raise ValueError(f"{name}: sample_weight of shape {w.shape} does not broadcast "
+                             f"to the per-sample loss of shape {tuple(values_shape)}")
+        return w.reshape(w_shape).astype(dtype) * mask.reshape(m_shape)
