@@ -10,6 +10,7 @@ stay tiny, since the simulator runs Python for every thread.
 
 import contextlib
 import math
+import os
 import sys
 import threading
 import traceback
@@ -32,8 +33,12 @@ from fastloss import _config
 KERAS_REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
 CANDIDATE_REDUCTIONS = KERAS_REDUCTIONS + ("batchmean",)
 
-# Mostly the CPU kernels: a CUDA example costs about 0.1 s a call under the simulator.
-BACKENDS = ("serial", "parallel") * 4 + ("cuda",)
+# The full CUDA matrix (the backend fixture's "cuda" case, CUDA draws here) is opt-in:
+# a CUDA example costs about 0.1 s a call under the simulator, whose kernels share their
+# math with the CPU's; tests/test_cuda_smoke.py runs every CUDA kernel in every run.
+CUDA_MATRIX = (os.environ.get("FASTLOSS_TEST_CUDA_MATRIX") == "1"
+               or os.environ.get("FASTLOSS_TEST_GPU") == "1")
+BACKENDS = ("serial", "parallel") * 4 + (("cuda",) if CUDA_MATRIX else ())
 
 
 def reductions(loss):

@@ -318,6 +318,7 @@ def test_serial_and_parallel_kernels_agree_bitwise(dtype):
                                                    + np.abs(intercept).max(initial=0)))
 
 
+@pytest.mark.slow
 def test_cuda_kernels_compile_to_ptx_for_sm90():
     """The simulator runs Python, so it would not catch a typing error: compile for real."""
     code = """

@@ -392,6 +392,7 @@ def test_cupy_inputs_match_the_cpu(dtype):
 
 # -- CUDA kernels compile for a real GPU ------------------------------------------------------
 
+@pytest.mark.slow
 def test_cuda_kernels_compile_to_ptx_for_sm90():
     """The simulator runs Python, so it would not catch a typing error: compile for real."""
     code = textwrap.dedent("""

@@ -212,6 +212,7 @@ LARGE_CROSS_ENTROPY = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's VmHWM")
 def test_cross_entropy_8192_by_131072_needs_only_the_gradient_beyond_its_input():
     """4 GiB of float32 logits (the input, resident before the call): the call's peak

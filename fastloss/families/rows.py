@@ -16,9 +16,10 @@ import numpy as np
 
 from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ..conventions import keras_layout, torch_rows_layout
-from ..launch import KernelCall, run_kernel
+from ..launch import CpuPlan, KernelCall, run_kernel
 from ..pipeline import grad_buffer
 from . import Family
+from .pointwise import plain_arrays
 
 
 class Rows(Family):
@@ -124,6 +125,9 @@ class Rows(Family):
                               grads=() if grad is None else (grad,), labels=labels,
                               class_weight=cw)
             value, rows = run_kernel(call, placement)
+            if (request.plannable and labels is not None and not moved and cw is None
+                    and (valid is None or bool(valid.all()))):
+                request.plan = self._plan(request, call, layout, values_shape)
         if layout.rows_shape is not None and want_value:
             value = rows.reshape(layout.rows_shape)
         grads = None
@@ -133,6 +137,39 @@ class Rows(Family):
                 grad = buffer
             grads = (grad.reshape(pred_shape),)
         return (value if want_value else None), grads
+
+    def _plan(self, request, call, layout, values_shape):
+        """A plan for calls like this one with integer labels: only the labels' range is
+        checked per call (out of range, or ignored, takes the full path, which raises or
+        masks)."""
+        t, p = request.arrays["y_true"], request.arrays["y_pred"]
+        C, dtype = call.C, call.inputs[0].dtype
+        ignored = request.options.get(self.ignore)
+        if (request.grad_output is not None or t.dtype.kind not in "iu"
+                or t.shape != values_shape or not t.flags.c_contiguous
+                or not (t.flags.writeable and t.flags.aligned)
+                or not plain_arrays((p,), dtype, p.shape)
+                or (ignored is not None and 0 <= ignored < C)):
+            return None
+        cpu = CpuPlan.of(call)
+        if cpu is None:
+            return None
+        mode, shape, n = request.mode, p.shape, p.size
+        rows_shape = layout.rows_shape
+
+        def run(arrays, out):
+            labels, p = arrays
+            if labels.size and not (0 <= labels.min() and labels.max() < C):
+                return None
+            grads = ()
+            if mode.grad:
+                grads = (np.empty(n, dtype) if out is None else out.reshape(-1),)
+            value, rows = cpu.run(None, (p.reshape(-1),), grads,
+                                  labels.reshape(-1).astype(np.int64, copy=False))
+            if rows_shape is not None and mode.value:
+                value = rows.reshape(rows_shape)
+            return mode.result(value, grads[0].reshape(shape) if grads else None)
+        return run
 
     # -- pieces ------------------------------------------------------------------------
 
