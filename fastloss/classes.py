@@ -51,15 +51,12 @@ def loss_class(loss: Loss) -> type[LossFunction]:
     """The class of ``loss``: its docstring, and a constructor signature with its options."""
     spec = loss.spec
     P = inspect.Parameter
-    init = inspect.Signature([P("self", P.POSITIONAL_OR_KEYWORD),
-                              *spec.parameters(classes=True),
+    init = inspect.Signature([*spec.parameters(classes=True),
                               P("name", P.KEYWORD_ONLY, default=None)])
     doc = (f"{spec.class_name}(reduction={spec.default_reduction!r}, name=None, **options): "
            f"{spec.name} with its options and reduction bound.\n\n{spec.doc('value')}")
-    cls = type(spec.class_name, (LossFunction,), {"loss": loss, "__doc__": doc,
-                                                  "__module__": "fastloss"})
-    cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
-    return cls
+    return type(str(spec.class_name), (LossFunction,), {
+        "loss": loss, "__doc__": doc, "__module__": "fastloss", "__signature__": init})
 
 
 CLASSES: dict[str, type[LossFunction]] = {

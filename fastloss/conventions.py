@@ -5,6 +5,8 @@
 per-row weights and gradient factors, the global factors and how the value is finished.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 
@@ -23,7 +25,7 @@ class Layout:
     coef: object
     gscale: object
     vscale: object
-    rows_shape: tuple = None
+    rows_shape: tuple | None = None
     empty_values: object = None
     row_factor: float = 1.0
     finish: object = None  # (value, dtype) -> the value returned, when the kernel's is not

@@ -179,7 +179,7 @@ sigmoid_focal_loss = define(
              Option("gamma", 2.0, doc="the focusing exponent")),
     notes="Optax's argument order made (labels, logits); elementwise values by default "
           "(reduction \"none\"), \"mean\" and \"sum\" too",
-    default_reduction="none")
+    default_reduction="none", source="Optax")
 hinge_embedding_loss = define(
     Pointwise("hinge_embedding"), "hinge_embedding_loss", "torch",
     "x where y = 1, max(0, margin - x) where y = -1", _torch("hinge_embedding_loss"),
@@ -254,7 +254,7 @@ triplet_loss = define(
     "the last axis", "the Keras tutorials' triplet loss; Schroff et al. 2015, FaceNet",
     options=Option("alpha", 0.2, doc="the margin"),
     notes="the last axis divisible by 3; squared distances; y_true unused; Keras's "
-          "sample_weight and reductions")
+          "sample_weight and reductions", source="Keras tutorials")
 
 cross_entropy = define(
     Rows("softmax_cross_entropy", kernel_values=lambda v: (v["label_smoothing"], 0.0),
@@ -288,7 +288,7 @@ poly_loss_cross_entropy = define(
     "Optax optax.poly_loss_cross_entropy; Leng et al. 2022, PolyLoss (Poly-1)",
     options=Option("epsilon", 2.0, "any", "the weight of the first polynomial term"),
     notes="Optax's argument order made (labels, logits); per-example values by default",
-    default_reduction="none")
+    default_reduction="none", source="Optax")
 
 # -- whole-array statistics (overlap) --------------------------------------------------------
 
@@ -313,7 +313,7 @@ fbeta_loss = define(
     "the soft F-beta score (van Rijsbergen 1979) with soft counts",
     options=(Option("beta", 1.0, "nonnegative", "recall's weight relative to precision"),
              OVERLAP_AXIS),
-    notes="Keras conventions")
+    notes="Keras conventions", source="soft F-beta")
 
 # -- pairs of a batch (pairwise) ------------------------------------------------------------
 
@@ -359,13 +359,15 @@ quadruplet_loss = define(
     inputs=("anchor", "positive", "negative1", "negative2"),
     predictions=("anchor", "positive", "negative1", "negative2"),
     options=(Option("alpha1", 1.0), Option("alpha2", 0.5)),
-    notes="n2 of a class other than a's and n1's; PyTorch's reductions")
+    notes="n2 of a class other than a's and n1's; PyTorch's reductions",
+    source="Chen et al. 2017")
 contrastive_loss = define(
     Embeddings("contrastive"), "contrastive_loss", "torch",
     "y d**2 + (1 - y) max(margin - d, 0)**2, d = ||x1 - x2 + eps||",
     "Hadsell, Chopra & LeCun 2006", inputs=("y_true", "x1", "x2"), predictions=("x1", "x2"),
     options=(Option("margin", 1.0), EPS_DISTANCE),
-    notes="label 1 for similar pairs, 0 for dissimilar; PyTorch's reductions")
+    notes="label 1 for similar pairs, 0 for dissimilar; PyTorch's reductions",
+    source="Hadsell et al. 2006")
 cosine_embedding_loss = define(
     Embeddings("cosine_embedding"), "cosine_embedding_loss", "torch",
     "1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1",
@@ -394,7 +396,8 @@ gaussian_kl_loss = define(
     "-(1 + logvar - mean**2 - exp(logvar)) / 2 elementwise: the KL divergence of "
     "N(mean, exp(logvar)) from N(0, 1)", "Kingma & Welling 2014, Auto-Encoding Variational "
     "Bayes (the VAE's KL term)", inputs=("mean", "logvar"), predictions=("mean", "logvar"),
-    notes="\"mean\" averages over all elements; gradients for both")
+    notes="the VAE's KL term; \"mean\" averages over all elements; gradients for both",
+    source="Kingma & Welling 2014")
 
 
 def by_family(family: str) -> dict[str, Loss]:

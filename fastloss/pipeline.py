@@ -96,7 +96,7 @@ class Loss:
         self._array_options = tuple(o.name for o in spec.options if o.is_array)
         self.__doc__ = f"{spec.name}{spec.signature()}\n\n{spec.doc('value')}"
         self.__signature__ = spec.signature()
-        self._plans = {}
+        self._plans: dict[tuple, Any] = {}
         self.grad = self._method(GRAD)
         self.value_and_grad = self._method(VALUE_AND_GRAD)
 

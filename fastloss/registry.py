@@ -106,7 +106,8 @@ class LossSpec:
 
     family: the kernel family that computes it ("pointwise", "rows", "embeddings",
     "elements", "overlap", "pairwise").  convention: whose reductions and shapes it
-    follows ("keras", "torch", "optax").  inputs: its positional arrays, in order;
+    follows ("keras", "torch", "optax"); source: whose semantics it has, when not the
+    convention's library (an Optax loss with PyTorch-style reductions).  inputs: its positional arrays, in order;
     predictions: those that get a gradient.  formula: the math, one line or a few;
     reference: the paper or library (and version) it matches; notes: its conventions
     beyond the formula.  aliases and class_name: other names it is exported under."""
@@ -123,6 +124,7 @@ class LossSpec:
     class_name: str | None = None
     default_reduction: str | None = None  # (default: the convention's)
     reductions: tuple | None = None       # (default: the convention's)
+    source: str = ""                      # whose semantics (default: the convention's)
     defaults: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
@@ -133,14 +135,12 @@ class LossSpec:
             object.__setattr__(self, "reductions", KERAS_REDUCTIONS if self.convention == "keras"
                                else TORCH_REDUCTIONS)
         object.__setattr__(self, "defaults", {o.name: o.default for o in self.options})
+        if not self.source:
+            object.__setattr__(self, "source", SOURCES[self.convention])
 
     @property
     def takes_sample_weight(self) -> bool:
         return self.convention == "keras"
-
-    @property
-    def source(self) -> str:
-        return SOURCES[self.convention]
 
     def option(self, name) -> Option:
         return next(o for o in self.options if o.name == name)

@@ -122,25 +122,29 @@ def _tasks(segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, parti
     T = type(o[0])
     want_rows = row_out.size > 0
     for task in prange(ntasks):
+        # A task is a stretch of one row (layout A) or whole rows (layout B); one loop
+        # over its rows serves both, so the element's loop is compiled once.
         if chunks_per_row > 0:
-            r = task // chunks_per_row
-            start = r * C + (task - r * chunks_per_row) * CHUNK
-            stop = min(start + CHUNK, (r + 1) * C)
-            s = segment(elem, t, p, o, start, stop, T(coef[r * coef_step] * g0), grad, GRAD)
-            if VALUE:
-                partials[task] = s * weight[r * weight_step]
+            first = task // chunks_per_row
+            last = first + 1
+            start = first * C + (task - first * chunks_per_row) * CHUNK
+            stop = min(start + CHUNK, last * C)
         else:
-            acc = 0.0
-            for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
-                s = segment(elem, t, p, o, r * C, (r + 1) * C,
-                            T(coef[r * coef_step] * g0), grad, GRAD)
-                if VALUE:
-                    s *= weight[r * weight_step]
-                    if want_rows:
-                        row_out[r] = s
-                    acc += s
+            first = task * rows_per_task
+            last = min(R, first + rows_per_task)
+            start = first * C
+            stop = last * C
+        acc = 0.0
+        for r in range(first, last):
+            s = segment(elem, t, p, o, max(start, r * C), min(stop, (r + 1) * C),
+                        T(coef[r * coef_step] * g0), grad, GRAD)
             if VALUE:
-                partials[task] = acc
+                s *= weight[r * weight_step]
+                if want_rows and chunks_per_row == 0:
+                    row_out[r] = s
+                acc += s
+        if VALUE:
+            partials[task] = acc
     if not VALUE:
         return 0.0
     if want_rows and chunks_per_row > 0:

@@ -109,23 +109,22 @@ def _tasks(apply, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partial
     coef_step = 1 if coef.size > 1 else 0
     T = type(o[0])
     s = 0.0
+    # Layout A: the block strides over a chunk of row r; layout B: each thread does row
+    # r alone.  One loop serves both, so the element is compiled once.
     if chunks_per_row > 0:
         r = task // chunks_per_row
-        start = r * C + (task - r * chunks_per_row) * CHUNK
-        stop = min(start + CHUNK, (r + 1) * C)
-        scale = T(coef[r * coef_step] * gscale[0])
-        for i in range(start + tid, stop, THREADS):
-            s += apply(elem, t, p, o, i, scale, grad, GRAD)
-        s *= weight[r * weight_step]
+        first = r * C + (task - r * chunks_per_row) * CHUNK
+        start, stop, step = first + tid, min(first + CHUNK, (r + 1) * C), THREADS
     else:
         r = task * THREADS + tid
-        if r < R:
-            scale = T(coef[r * coef_step] * gscale[0])
-            for i in range(r * C, (r + 1) * C):
-                s += apply(elem, t, p, o, i, scale, grad, GRAD)
-            s *= weight[r * weight_step]
-            if row_out.size > 0:
-                row_out[r] = s
+        start, stop, step = r * C, (r + 1) * C, 1
+    if r < R:
+        scale = T(coef[r * coef_step] * gscale[0])
+        for i in range(start, stop, step):
+            s += apply(elem, t, p, o, i, scale, grad, GRAD)
+        s *= weight[r * weight_step]
+        if chunks_per_row == 0 and row_out.size > 0:
+            row_out[r] = s
     if VALUE:
         shared = cuda.shared.array(THREADS, float64)
         shared[tid] = s
