@@ -194,6 +194,9 @@ class LossSpec:
                    "grad": "the gradient" + ("s" if len(self.predictions) > 1 else ""),
                    "value_and_grad": "(value, gradient)"}[mode]
         lines += ["", f"Returns {returns}, in the inputs' array library (NumPy or CuPy)."]
+        if mode == "value":
+            lines += ["", f"Also {self.name}.grad(...), the gradient as a vector-Jacobian "
+                          f"product, and {self.name}.value_and_grad(...), both in one pass."]
         return "\n".join(lines)
 
     def table_row(self) -> str:

@@ -16,7 +16,7 @@ optax = pytest.importorskip("optax")
 
 from keras.src.losses.losses import LossFunctionWrapper  # noqa: E402
 
-from fastloss._pairwise import circle, ntxent  # noqa: E402
+from fastloss import circle, ntxent  # noqa: E402
 
 RTOL = {np.float32: 2e-5, np.float64: 1e-7}
 # Absolute tolerance, relative to the largest gradient element: an element is a sum of
