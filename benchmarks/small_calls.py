@@ -8,7 +8,7 @@ Cases: ``mean_squared_error.value_and_grad(..., out=buffer)`` on a (32, 10) floa
 batch against NumPy's expression of the value and gradient, and
 ``sparse_categorical_crossentropy.value_and_grad(..., from_logits=True)`` (and
 ``cross_entropy``) on (256, 10) logits against NumPy and PyTorch's
-``F.cross_entropy`` forward + backward.
+``F.cross_entropy`` forward + backward (with PyTorch's default threads, and with one).
 """
 
 import argparse
@@ -67,8 +67,17 @@ def cases():
         value = F.cross_entropy(x, tl)
         value.backward()
         return value, x.grad
+    threads = torch.get_num_threads()
+
+    def torch_ce_one_thread():  # (small calls: PyTorch's thread pool costs more than it saves)
+        torch.set_num_threads(1)
+        try:
+            return torch_ce()
+        finally:
+            torch.set_num_threads(threads)
     for name in list(found)[1:]:
         found[name]["torch"] = torch_ce
+        found[name]["torch-1t"] = torch_ce_one_thread
     return found
 
 

@@ -112,6 +112,9 @@ def parser():
     b.add_argument("--plot", metavar="PATH",
                    help="also write a PNG bar chart of each loss's %% of the copy's bandwidth "
                         "(needs matplotlib: the 'plot' extra)")
+    b.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="processes that compile the kernels ahead of the timing, at once "
+                        "(default: one per core; 1: compile while timing)")
     b.add_argument("--repeat", type=_positive_int, default=7, metavar="N",
                    help="timed samples per call; the median is reported (default: 7)")
     b.set_defaults(func=bench)

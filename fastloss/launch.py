@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -302,6 +302,7 @@ class CpuPlan:
         self.tasks = _plan(call, False)[0]
         self.empty = np.empty(0, dtype)
         self.no_labels, self.no_weights = np.empty(0, np.int64), np.empty(0, np.float64)
+        self.call = call  # (a template for the other families' argument lists)
 
     @classmethod
     def of(cls, call):
@@ -325,8 +326,11 @@ class CpuPlan:
             args = (self.empty if targets is None else targets,
                     self.no_labels if labels is None else labels, inputs[0], self.no_weights,
                     *middle, outputs[0], partials)
-        else:
+        elif self.family == "pointwise":
             args = (targets, *inputs, *middle, *outputs, partials)
+        else:  # (pairs and tuples: their slots as kernel_args lays them out)
+            call = replace(self.call, inputs=inputs, targets=targets)
+            args = kernel_args(call, rows, outputs, partials, self.gscale, writable, np.empty)
         if self.parallel:
             with PARALLEL_LOCK:
                 total = self.kernel(*args)

@@ -232,6 +232,8 @@ def _plan_key(mode, arrays, kwargs, n_inputs):
     for name, v in kwargs.items():
         if name == "out" and type(v) is np.ndarray:
             parts.append(("out", _array_key(v)))
+        elif name == "out" and type(v) is tuple and all(type(o) is np.ndarray for o in v):
+            parts.append(("out", tuple(_array_key(o) for o in v)))
         elif type(v) in _SCALARS and (v is None or name not in ("sample_weight", "grad_output",
                                                                 "out")):
             parts.append((name, type(v), v))

@@ -16,9 +16,10 @@ import numpy as np
 
 from .._arrays import broadcasts_to, compute_dtype
 from ..conventions import torch_layout, torch_rows_layout
-from ..launch import KernelCall, run_kernel
+from ..launch import CpuPlan, KernelCall, run_kernel
 from ..pipeline import grad_buffer
 from . import Family
+from .pointwise import plain_arrays
 
 
 class _Multi(Family):
@@ -44,16 +45,49 @@ class _Multi(Family):
             grads = tuple(g.reshape(shapes[name]) for g, name in zip(grads, loss.predictions))
         return value, grads
 
-    @staticmethod
-    def _run(request, family, kernel, targets, inputs, C, layout, grads):
+    def _run(self, request, family, kernel, targets, inputs, C, layout, grads, plain=False):
+        """Runs the kernel; ``plain``: the call's arrays were the caller's own, as they
+        are, so a plan can serve calls like it."""
         call = KernelCall(family, kernel[0], inputs, targets, kernel[1], C, layout.weight,
                           layout.coef, layout.gscale, layout.vscale,
                           want_rows=layout.rows_shape is not None, value=request.want_value,
                           grads=grads or ())
         value, rows = run_kernel(call, request.placement)
+        if (plain and request.plannable and request.grad_output is None
+                and self.check_inputs is None):
+            request.plan = _plan(request, call, layout)
         if layout.rows_shape is not None and request.want_value:
             value = rows.reshape(layout.rows_shape)
         return value
+
+
+def _plan(request, call, layout):
+    """A plan for calls like this one: the same shapes, dtypes, options and reduction,
+    every array the caller's own as the kernel takes it."""
+    cpu = CpuPlan.of(call)
+    if cpu is None:
+        return None
+    loss, mode = request.loss, request.mode
+    shapes = [np.shape(request.arrays[n]) for n in loss.predictions]
+    sizes = [call.inputs[0].size] * len(shapes)
+    dtype, rows_shape = cpu.dtype, layout.rows_shape
+    labelled = len(loss.inputs) > len(loss.predictions)
+    no_targets = call.targets is None
+
+    def run(arrays, out):
+        flat = [a.reshape(-1) for a in arrays]
+        inputs = flat[1:] if labelled else flat
+        targets = None if no_targets else flat[0]  # (an unlabelled pair element reads a)
+        grads = ()
+        if mode.grad:
+            outs = out if out is not None else (None,) * len(inputs)
+            grads = tuple(np.empty(n, dtype) if o is None else o.reshape(-1)
+                          for o, n in zip(outs, sizes))
+        value, rows = cpu.run(targets, tuple(inputs), grads)
+        if rows_shape is not None and mode.value:
+            value = rows.reshape(rows_shape)
+        return mode.result(value, tuple(g.reshape(s) for g, s in zip(grads, shapes)) or None)
+    return run
 
 
 class Embeddings(_Multi):
@@ -92,7 +126,11 @@ class Embeddings(_Multi):
         if math.prod(values_shape) == 0:
             value = layout.empty_values(dtype)[1 if layout.rows_shape is None else 0]
         else:
-            value = self._run(request, "tuple", kernel, y, preds, shape[-1], layout, grads)
+            plain = request.plannable and plain_arrays(
+                [request.arrays[n] for n in loss.predictions], dtype, shape) and (
+                y is None or plain_arrays([request.arrays[loss.inputs[0]]], dtype, values_shape))
+            value = self._run(request, "tuple", kernel, y, preds, shape[-1], layout, grads,
+                              plain)
         return value, grads
 
 
@@ -128,7 +166,9 @@ class Elements(_Multi):
             rows, value = layout.empty_values(dtype)
             value = rows if layout.rows_shape is not None else value
         else:
-            value = self._run(request, "pair", kernel, t, (a, b), layout.C, layout, grads)
+            plain = request.plannable and plain_arrays(request.arrays.values(), dtype, shape)
+            value = self._run(request, "pair", kernel, t, (a, b), layout.C, layout, grads,
+                              plain)
         if grads is not None:
             grads = tuple(self._reduce_to(request, i, g.reshape(shape), named[n].shape,
                                           shapes[n], dtype)

@@ -173,8 +173,9 @@ class Pointwise(Family):
 def plain_arrays(arrays, dtype, shape):
     """The caller's arrays are what the kernels take as they are: C-contiguous, writable,
     aligned, of the compute dtype and of one shape (no copy, broadcast or conversion)."""
-    return all(a.dtype == dtype and a.shape == shape and a.flags.c_contiguous
-               and a.flags.writeable and a.flags.aligned for a in arrays)
+    return all(type(a) is np.ndarray and a.dtype == dtype and a.shape == shape
+               and a.flags.c_contiguous and a.flags.writeable and a.flags.aligned
+               for a in arrays)
 
 
 def _check_range(name, p, bounds):
