@@ -29,7 +29,8 @@ assert len(_names) == len(set(_names)), "element names must be unique across fam
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
 # the code they inline: editing the math changes them, which invalidates the cache.
 CPU_SOURCES = ("_math.py", "elements.py", "pointwise.py", "row_elements.py", "rowwise.py")
-CUDA_SOURCES = ("elements.py", "pointwise_cuda.py", "row_elements.py", "rowwise_cuda.py")
+CUDA_SOURCES = ("cuda_target.py", "elements.py", "pointwise_cuda.py", "row_elements.py",
+                "rowwise_cuda.py")
 
 
 def header(sources):

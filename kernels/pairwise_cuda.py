@@ -9,11 +9,11 @@ or grid syncs: bitwise repeatable, and runnable under the CUDA simulator.
 """
 
 import math
-import types
 
 from numba import config, cuda, float64
 
 from . import pairwise
+from .cuda_target import namespace_of, retarget
 from .pairwise import NTXENT_INV_NORM, NTXENT_NORM_SLOPE
 
 # Threads per block (a power of two).  The simulator runs each thread as a Python thread
@@ -22,20 +22,8 @@ from .pairwise import NTXENT_INV_NORM, NTXENT_NORM_SLOPE
 THREADS = 4 if config.ENABLE_CUDASIM else 256
 
 
-def _compile_all():
-    """CUDA versions of the device functions of ``pairwise``, resolving their names
-    (math functions, each other) among the CUDA versions."""
-    namespace = {**vars(pairwise), "exp": math.exp, "log": math.log, "log1p": math.log1p,
-                 "sqrt": math.sqrt}
-    compiled = {}
-    for name, fn in pairwise.DEVICE_FUNCTIONS.items():
-        compiled[name] = namespace[name] = cuda.jit(device=True, inline="always")(
-            types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
-                               fn.__closure__))
-    return compiled
-
-
-_DEVICE = _compile_all()
+# The device functions of ``pairwise``, compiled for CUDA (kernels/cuda_target.py).
+_DEVICE = retarget(pairwise.DEVICE_FUNCTIONS, namespace_of(pairwise))
 circle_row = _DEVICE["circle_row"]
 circle_finish_row = _DEVICE["circle_finish_row"]
 circle_factors = _DEVICE["circle_factors"]

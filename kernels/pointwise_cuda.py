@@ -8,15 +8,13 @@ in a fixed order.  No warp shuffles, atomics or grid syncs: results are bitwise
 repeatable, and everything runs under the CUDA simulator too.
 """
 
-import math
-import types
-
 from numba import config, cuda, float64
 
 # finish() is one block by design; Numba's occupancy warning would only be noise.
 config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
 
 from . import elements
+from .cuda_target import namespace_of, retarget
 
 # Threads per block.  The simulator runs every thread as a Python thread, so it gets
 # small blocks; the kernels' code is the same for any power of two.
@@ -35,23 +33,12 @@ def plan(R, C):
 
 _plan = cuda.jit(device=True, inline="always")(plan)
 
-# The element functions' names - math functions and helpers - rebound to their CUDA
-# versions: the math to what CUDA lowers natively, the helpers compiled in this namespace
-# (so a helper calling exp or another helper gets the CUDA one too).
-_CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p}
-_NAMESPACE = {**vars(elements), **_CUDA_MATH}
-
-
-def _for_cuda(fn):
-    retargeted = types.FunctionType(fn.__code__, _NAMESPACE, fn.__name__, fn.__defaults__,
-                                    fn.__closure__)
-    return cuda.jit(device=True, inline="always")(retargeted)
-
-
-for _name, _fn in elements.HELPERS.items():
-    _CUDA_MATH[_name] = _NAMESPACE[_name] = _for_cuda(_fn)
-ELEMENTS = {name: _for_cuda(fn) for name, fn in elements.ELEMENTS.items()}
-PAIR_ELEMENTS = {name: _for_cuda(fn) for name, fn in elements.PAIR_ELEMENTS.items()}
+# The element functions and their helpers, compiled for CUDA by kernels/cuda_target.py:
+# their names (math, helpers, other elements) resolve among the CUDA versions.
+_NAMESPACE = namespace_of(elements)
+HELPERS = retarget(elements.HELPERS, _NAMESPACE)
+ELEMENTS = retarget(elements.ELEMENTS, _NAMESPACE)
+PAIR_ELEMENTS = retarget(elements.PAIR_ELEMENTS, _NAMESPACE)
 
 
 @cuda.jit(device=True, inline="always")

@@ -7,12 +7,12 @@ reduced by a fixed tree and added by ``finish`` in a fixed order: bitwise repeat
 """
 
 import math
-import types
 
 from numba import cuda, float64
 
 from . import row_elements
-from .pointwise_cuda import _CUDA_MATH, ELEMENTS, MIN_SPLIT_ROW, THREADS, _block_sum
+from .cuda_target import namespace_of, retarget
+from .pointwise_cuda import ELEMENTS, HELPERS, MIN_SPLIT_ROW, THREADS, _block_sum
 
 
 @cuda.jit(device=True, inline="always")
@@ -52,20 +52,14 @@ def _exp_bounded(x):
 
 def _compile_all():
     """CUDA versions of the row helpers and elements, resolving their names (math
-    functions, helpers, pointwise elements) among each other's CUDA versions."""
-    namespace = {**vars(row_elements), **_CUDA_MATH, **ELEMENTS, "sqrt": math.sqrt,
-                 "exp_bounded": _exp_bounded}
-
-    def retarget(fn):  # (not inlined in Numba's IR: see row_elements)
-        return cuda.jit(device=True)(types.FunctionType(
-            fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__))
-
-    for name, fn in row_elements.ROW_HELPERS.items():
-        namespace[name] = retarget(fn)
+    functions, helpers, pointwise elements) among each other's CUDA versions; not inlined
+    in Numba's IR (see row_elements)."""
+    namespace = namespace_of(row_elements, **HELPERS, **ELEMENTS, exp_bounded=_exp_bounded)
+    retarget(row_elements.ROW_HELPERS, namespace, inline=False)
     namespace["row_sum"] = _row_sum
     namespace["row_max"] = _row_max
-    return ({name: retarget(fn) for name, fn in row_elements.ROW_ELEMENTS.items()},
-            {name: retarget(fn) for name, fn in row_elements.TUPLE_ELEMENTS.items()})
+    return (retarget(row_elements.ROW_ELEMENTS, namespace, inline=False),
+            retarget(row_elements.TUPLE_ELEMENTS, namespace, inline=False))
 
 
 ROW_ELEMENTS, TUPLE_ELEMENTS = _compile_all()

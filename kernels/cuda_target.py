@@ -1,0 +1,32 @@
+"""The one CUDA re-targeting of the kernels' Python device code.
+
+The element functions, their helpers and the pairwise device functions are written once,
+as Python, and compiled for the CPU with ``njit``.  For CUDA the same code is compiled
+again with its global names - math functions, helpers, other elements - resolved in a
+namespace of CUDA versions: the math to what CUDA lowers natively, everything else to its
+own CUDA compilation (added to the namespace as it is made, so device functions call
+each other's CUDA versions, whatever order they are compiled in).
+"""
+
+import math
+import types
+
+from numba import cuda
+
+CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt}
+
+
+def namespace_of(module, **extra):
+    """A module's globals with the math rebound to CUDA's, plus ``extra`` names."""
+    return {**vars(module), **CUDA_MATH, **extra}
+
+
+def retarget(functions, namespace, inline=True):
+    """CUDA device versions of ``functions`` (name -> Python function), each resolving its
+    global names in ``namespace``, into which it is entered."""
+    compile_device = cuda.jit(device=True, inline="always") if inline else cuda.jit(device=True)
+    compiled = {}
+    for name, fn in functions.items():
+        compiled[name] = namespace[name] = compile_device(types.FunctionType(
+            fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__))
+    return compiled
