@@ -288,8 +288,9 @@ class CpuPlan:
     ``run`` then costs little more than the kernel itself.  Made from a ``KernelCall``
     whose scales are host numbers (``of`` returns None otherwise)."""
 
-    def __init__(self, call):
+    def __init__(self, call, rows_shape=None, row_factor=1.0):
         dtype = call.inputs[0].dtype
+        self.rows_shape, self.row_factor = rows_shape, dtype.type(row_factor)
         self.family, self.dtype, self.value = call.family, dtype, call.value
         self.parallel = call.inputs[0].size >= _config.PARALLEL_THRESHOLD
         self.kernel = getattr(_kernel_module("generated_cpu"),
@@ -302,16 +303,34 @@ class CpuPlan:
         self.tasks = _plan(call, False)[0]
         self.empty = np.empty(0, dtype)
         self.no_labels, self.no_weights = np.empty(0, np.int64), np.empty(0, np.float64)
-        self.call = call  # (a template for the other families' argument lists)
+        self.template = call  # (for the other families' argument lists)
 
     @classmethod
-    def of(cls, call):
+    def of(cls, call, layout):
+        """The plan of ``call`` (its ``conventions.Layout`` says how per-row values are
+        returned), or None when the call's scales live on a device."""
         if not all(isinstance(s, float) for s in (call.gscale, call.vscale)):
             return None
         if any(x is not None and not isinstance(x, np.ndarray)
                for x in (call.targets, call.labels, call.weight, call.coef, *call.inputs)):
             return None
-        return cls(call)
+        return cls(call, layout.rows_shape, layout.row_factor)
+
+    def call(self, mode, targets, inputs, out, shapes, labels=None):
+        """A planned call's result, as the loss returns it: ``inputs`` flat, their gradients
+        in ``shapes`` written into ``out`` (an array, a tuple of them, or None: new ones)."""
+        grads = ()
+        if mode.grad:
+            outs = (None,) * len(inputs) if out is None else out if type(out) is tuple else (out,)
+            grads = tuple(np.empty(x.size, self.dtype) if o is None else o.reshape(-1)
+                          for o, x in zip(outs, inputs))
+        value, rows = self.run(targets, inputs, grads, labels)
+        if self.rows_shape is not None and mode.value:
+            value = rows.reshape(self.rows_shape)
+            if self.row_factor != 1:
+                value *= self.row_factor
+        shaped = tuple(g.reshape(s) for g, s in zip(grads, shapes))
+        return mode.result(value, shaped if len(shaped) > 1 else shaped[0] if shaped else None)
 
     def run(self, targets, inputs, grads, labels=None):
         """(value or None, per-row values or None) of the kernel over these arrays (flat,
@@ -329,7 +348,7 @@ class CpuPlan:
         elif self.family == "pointwise":
             args = (targets, *inputs, *middle, *outputs, partials)
         else:  # (pairs and tuples: their slots as kernel_args lays them out)
-            call = replace(self.call, inputs=inputs, targets=targets)
+            call = replace(self.template, inputs=inputs, targets=targets)
             args = kernel_args(call, rows, outputs, partials, self.gscale, writable, np.empty)
         if self.parallel:
             with PARALLEL_LOCK:

@@ -64,29 +64,18 @@ class _Multi(Family):
 def _plan(request, call, layout):
     """A plan for calls like this one: the same shapes, dtypes, options and reduction,
     every array the caller's own as the kernel takes it."""
-    cpu = CpuPlan.of(call)
+    cpu = CpuPlan.of(call, layout)
     if cpu is None:
         return None
     loss, mode = request.loss, request.mode
-    shapes = [np.shape(request.arrays[n]) for n in loss.predictions]
-    sizes = [call.inputs[0].size] * len(shapes)
-    dtype, rows_shape = cpu.dtype, layout.rows_shape
+    shapes = tuple(np.shape(request.arrays[n]) for n in loss.predictions)
     labelled = len(loss.inputs) > len(loss.predictions)
-    no_targets = call.targets is None
+    no_targets = call.targets is None  # (else labels, or an unlabelled pair element's a)
 
     def run(arrays, out):
         flat = [a.reshape(-1) for a in arrays]
-        inputs = flat[1:] if labelled else flat
-        targets = None if no_targets else flat[0]  # (an unlabelled pair element reads a)
-        grads = ()
-        if mode.grad:
-            outs = out if out is not None else (None,) * len(inputs)
-            grads = tuple(np.empty(n, dtype) if o is None else o.reshape(-1)
-                          for o, n in zip(outs, sizes))
-        value, rows = cpu.run(targets, tuple(inputs), grads)
-        if rows_shape is not None and mode.value:
-            value = rows.reshape(rows_shape)
-        return mode.result(value, tuple(g.reshape(s) for g, s in zip(grads, shapes)) or None)
+        return cpu.call(mode, None if no_targets else flat[0],
+                        tuple(flat[1:] if labelled else flat), out, shapes)
     return run
 
 

@@ -31,7 +31,7 @@ class Pairwise(Family):
         super().__init__("pairwise")
 
     def compute(self, request):
-        name, placement, xp = request.name, request.placement, request.xp
+        name, xp = request.name, request.xp
         p = _embeddings(request, request.arrays["y_pred"], "y_pred")
         dtype = compute_dtype(p)
         N, D = p.shape

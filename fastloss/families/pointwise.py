@@ -65,24 +65,12 @@ class Pointwise(Family):
                 or request.options.get("weight") is not None or p.ndim == 0
                 or not plain_arrays((t, p), dtype, p.shape)):
             return None
-        cpu = CpuPlan.of(call)
+        cpu = CpuPlan.of(call, layout)
         if cpu is None:
             return None
-        mode, shape, n = request.mode, p.shape, p.size
-        rows_shape, row_factor = layout.rows_shape, dtype.type(layout.row_factor)
-
-        def run(arrays, out):
-            t, p = arrays
-            grads = ()
-            if mode.grad:
-                grads = (np.empty(n, dtype) if out is None else out.reshape(-1),)
-            value, rows = cpu.run(t.reshape(-1), (p.reshape(-1),), grads)
-            if rows_shape is not None and mode.value:
-                value = rows.reshape(rows_shape)
-                if row_factor != 1:
-                    value *= row_factor
-            return mode.result(value, grads[0].reshape(shape) if grads else None)
-        return run
+        mode, shapes = request.mode, (p.shape,)
+        return lambda arrays, out: cpu.call(mode, arrays[0].reshape(-1),
+                                            (arrays[1].reshape(-1),), out, shapes)
 
     def _compute(self, request, reduction, grad_output):
         name, placement, xp = request.name, request.placement, request.xp

@@ -151,24 +151,17 @@ class Rows(Family):
                 or not plain_arrays((p,), dtype, p.shape)
                 or (ignored is not None and 0 <= ignored < C)):
             return None
-        cpu = CpuPlan.of(call)
+        cpu = CpuPlan.of(call, layout)
         if cpu is None:
             return None
-        mode, shape, n = request.mode, p.shape, p.size
-        rows_shape = layout.rows_shape
+        mode, shapes = request.mode, (p.shape,)
 
         def run(arrays, out):
             labels, p = arrays
             if labels.size and not (0 <= labels.min() and labels.max() < C):
                 return None
-            grads = ()
-            if mode.grad:
-                grads = (np.empty(n, dtype) if out is None else out.reshape(-1),)
-            value, rows = cpu.run(None, (p.reshape(-1),), grads,
-                                  labels.reshape(-1).astype(np.int64, copy=False))
-            if rows_shape is not None and mode.value:
-                value = rows.reshape(rows_shape)
-            return mode.result(value, grads[0].reshape(shape) if grads else None)
+            return cpu.call(mode, None, (p.reshape(-1),), out, shapes,
+                            labels.reshape(-1).astype(np.int64, copy=False))
         return run
 
     # -- pieces ------------------------------------------------------------------------
