@@ -30,6 +30,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 PARALLEL_LOCK = threading.Lock()
 
 
+def call_cpu(kernel, parallel, args):
+    """A CPU kernel's call; parallel ones one at a time (PARALLEL_LOCK)."""
+    if parallel:
+        with PARALLEL_LOCK:
+            return kernel(*args)
+    return kernel(*args)
+
+
 class Launcher:
     """Runs one call's kernels where its placement says.  ``work`` (elements, or
     multiply-adds) picks the serial or the parallel CPU kernel; ``cpu`` and ``cuda`` name
@@ -57,11 +65,8 @@ class Launcher:
 
     def cpu(self, name, *args):
         """Runs CPU kernel ``name`` (serial or parallel) and returns what it returns."""
-        if self.parallel:
-            kernel = getattr(self.kernels, name + "_parallel")
-            with PARALLEL_LOCK:
-                return kernel(*args)
-        return getattr(self.kernels, name + "_serial")(*args)
+        suffix = "_parallel" if self.parallel else "_serial"
+        return call_cpu(getattr(self.kernels, name + suffix), self.parallel, args)
 
     # -- CUDA ---------------------------------------------------------------------------
 
@@ -350,11 +355,7 @@ class CpuPlan:
         else:  # (pairs and tuples: their slots as kernel_args lays them out)
             call = replace(self.template, inputs=inputs, targets=targets)
             args = kernel_args(call, rows, outputs, partials, self.gscale, writable, np.empty)
-        if self.parallel:
-            with PARALLEL_LOCK:
-                total = self.kernel(*args)
-        else:
-            total = self.kernel(*args)
+        total = call_cpu(self.kernel, self.parallel, args)
         for target, buffer in zip(grads, buffers):
             if buffer is not target:
                 target[...] = buffer
