@@ -104,8 +104,7 @@ huber_loss = define(
 # -- binary classification (pointwise) ------------------------------------------------------
 
 binary_crossentropy = define(
-    Pointwise(lambda v: "bce_logits" if v["from_logits"] else "bce_probs",
-              kernel_values=lambda v: (v["label_smoothing"],)),
+    Pointwise(lambda v: "bce_logits" if v["from_logits"] else "bce_probs"),
     "binary_crossentropy", "keras",
     "mean over axis of -(y log p + (1 - y) log(1 - p)); p = y_pred clipped to "
     "[1e-7, 1 - 1e-7], or sigmoid(y_pred) with from_logits; y = y_true smoothed towards 0.5",
@@ -113,9 +112,7 @@ binary_crossentropy = define(
     notes="probabilities clipped to [1e-7, 1 - 1e-7]", aliases=("bce", "BCE"),
     class_name="BinaryCrossentropy")
 binary_focal_crossentropy = define(
-    Pointwise(lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs",
-              kernel_values=lambda v: (v["apply_class_balancing"], v["alpha"], v["gamma"],
-                                       v["label_smoothing"])),
+    Pointwise(lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs"),
     "binary_focal_crossentropy", "keras",
     "mean over axis of (1 - p_t)**gamma * binary crossentropy, times alpha_t with "
     "apply_class_balancing",
@@ -149,7 +146,8 @@ binary_cross_entropy = define(
           "(NumPy inputs; on CuPy inputs, where a check would synchronise, it gives NaN)",
     class_name="BCELoss")
 binary_cross_entropy_with_logits = define(
-    Pointwise("bce_logits", prepare=bce_pos_weight), "binary_cross_entropy_with_logits",
+    Pointwise("bce_logits", kernel_values=lambda v: {"label_smoothing": 0.0},
+              prepare=bce_pos_weight), "binary_cross_entropy_with_logits",
     "torch", "-weight * (pos_weight * t * log sigmoid(x) + (1 - t) * log sigmoid(-x))",
     _torch("binary_cross_entropy_with_logits"),
     options=(WEIGHT, Option("pos_weight", None, "array",
@@ -169,8 +167,8 @@ kl_div = define(
     notes="0 log 0 = 0; reductions also \"batchmean\" (the sum over the batch size)",
     reductions=TORCH_REDUCTIONS + ("batchmean",), class_name="KLDivLoss")
 sigmoid_focal_loss = define(
-    Pointwise("sigmoid_focal", kernel_values=lambda v: (-1.0 if v["alpha"] is None
-                                                        else v["alpha"], v["gamma"])),
+    Pointwise("sigmoid_focal", kernel_values=lambda v: {
+        "alpha": -1.0 if v["alpha"] is None else v["alpha"]}),
     "sigmoid_focal_loss", "torch",
     "sigmoid crossentropy * (1 - p_t)**gamma, times alpha_t unless alpha is None",
     "Optax optax.sigmoid_focal_loss; Lin et al. 2017",
@@ -201,7 +199,7 @@ def _logits_or_probabilities(values):
 
 
 categorical_crossentropy = define(
-    Rows(_logits_or_probabilities, kernel_values=lambda v: (v["label_smoothing"], 0.0),
+    Rows(_logits_or_probabilities, kernel_values=lambda v: {"poly_epsilon": 0.0},
          targets="dense"),
     "categorical_crossentropy", "keras",
     "-sum_j y_j log q_j, q = softmax(y_pred) with from_logits, else y_pred / sum clipped to "
@@ -211,7 +209,9 @@ categorical_crossentropy = define(
           "to [1e-7, 1 - 1e-7], or from_logits",
     class_name="CategoricalCrossentropy")
 sparse_categorical_crossentropy = define(
-    Rows(_logits_or_probabilities, kernel_values=lambda v: (0.0, 0.0), ignore="ignore_class"),
+    Rows(_logits_or_probabilities, kernel_values=lambda v: {"label_smoothing": 0.0,
+                                                            "poly_epsilon": 0.0},
+         ignore="ignore_class"),
     "sparse_categorical_crossentropy", "keras",
     "-log q_y for integer labels y, q as categorical_crossentropy's",
     _keras("sparse_categorical_crossentropy"),
@@ -221,9 +221,7 @@ sparse_categorical_crossentropy = define(
           "Keras masks them (loss 0, left out of the mean)",
     class_name="SparseCategoricalCrossentropy")
 categorical_focal_crossentropy = define(
-    Rows("focal_cross_entropy", targets="dense",
-         kernel_values=lambda v: (v["alpha"], v["gamma"], v["label_smoothing"],
-                                  v["from_logits"])),
+    Rows("focal_cross_entropy", targets="dense"),
     "categorical_focal_crossentropy", "keras",
     "-sum_j alpha (1 - q_j)**gamma y_j log q_j, q clipped as categorical_crossentropy's",
     _keras("categorical_focal_crossentropy") + "; Lin et al. 2017",
@@ -257,7 +255,7 @@ triplet_loss = define(
           "sample_weight and reductions", source="Keras tutorials")
 
 cross_entropy = define(
-    Rows("softmax_cross_entropy", kernel_values=lambda v: (v["label_smoothing"], 0.0),
+    Rows("softmax_cross_entropy", kernel_values=lambda v: {"poly_epsilon": 0.0},
          targets="either", ignore="ignore_index", torch_mean="weights"),
     "cross_entropy", "torch",
     "softmax cross-entropy of logits against class indices (or probabilities of the input's "
@@ -270,7 +268,7 @@ nll_loss = define(
     options=(CLASS_WEIGHT, IGNORE_INDEX), notes="input of log-probabilities",
     class_name="NLLLoss")
 multi_margin_loss = define(
-    Rows("multi_margin"), "multi_margin_loss", "torch",
+    Rows("multi_margin", kernel_values=lambda v: {"power": v["p"]}), "multi_margin_loss", "torch",
     "sum_{j != y} weight[y] max(0, margin - x_y + x_j)**p / C", _torch("multi_margin_loss"),
     options=(Option("p", 1, "int", "the exponent", choices=(1, 2)),
              Option("margin", 1.0, "any"), CLASS_WEIGHT),
@@ -281,8 +279,8 @@ multilabel_soft_margin_loss = define(
     _torch("multilabel_soft_margin_loss"), options=CLASS_WEIGHT,
     class_name="MultiLabelSoftMarginLoss")
 poly_loss_cross_entropy = define(
-    Rows("softmax_cross_entropy", kernel_values=lambda v: (0.0, v["epsilon"]),
-         targets="dense"),
+    Rows("softmax_cross_entropy", targets="dense",
+         kernel_values=lambda v: {"label_smoothing": 0.0, "poly_epsilon": v["epsilon"]}),
     "poly_loss_cross_entropy", "torch",
     "softmax cross-entropy + epsilon * sum_j y_j (1 - softmax_j)",
     "Optax optax.poly_loss_cross_entropy; Leng et al. 2022, PolyLoss (Poly-1)",
@@ -345,7 +343,8 @@ ntxent = define(
 # -- several prediction arrays (embeddings, elements) ----------------------------------------
 
 triplet_margin_loss = define(
-    Embeddings("triplet_margin"), "triplet_margin_loss", "torch",
+    Embeddings("triplet_margin", kernel_values=lambda v: {"power": v["p"]}),
+    "triplet_margin_loss", "torch",
     "max(margin + d(a, p) - d(a, n), 0), d(x, y) = ||x - y + eps||_p; with swap d(a, n) is "
     "min(d(a, n), d(p, n))", _torch("triplet_margin_loss"),
     inputs=("anchor", "positive", "negative"), predictions=("anchor", "positive", "negative"),

@@ -10,8 +10,8 @@ the checked-in files equal what it writes.  Run: ``python -m fastloss.kernels._g
 import hashlib
 from pathlib import Path
 
-from .arguments import KERNEL_ARGS
-from .elements import ELEMENTS, PAIR_ELEMENTS
+from .arguments import ELEMENT_CALLS, KERNEL_ARGS, element_options, element_parameters
+from .elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS
 from .row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
 
 HERE = Path(__file__).parent
@@ -28,8 +28,8 @@ assert len(_names) == len(set(_names)), "element names must be unique across fam
 # in the peers, instead of raising ZeroDivisionError (and the checks cost vectorisation).
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
 # the code they inline: editing the math changes them, which invalidates the cache.
-CPU_SOURCES = ("_math.py", "elements.py", "pointwise.py", "row_elements.py", "rowwise.py")
-CUDA_SOURCES = ("cuda_target.py", "elements.py", "pointwise_cuda.py", "row_elements.py",
+CPU_SOURCES = ("_math.py", "arguments.py", "elements.py", "pointwise.py", "row_elements.py", "rowwise.py")
+CUDA_SOURCES = ("arguments.py", "cuda_target.py", "elements.py", "pointwise_cuda.py", "row_elements.py",
                 "rowwise_cuda.py")
 
 
@@ -40,14 +40,36 @@ def header(sources):
             f"# sources sha256: {digest[:32]}\n")
 
 
-# The CPU kernels are plain functions that become Numba dispatchers on first use (the
-# module's __getattr__): making all of them at import took ~0.1 s of a loss's first call.
+def options_of(family, elements):
+    """Each element's named options (checked to fit the option tuple)."""
+    options = {name: element_options(fn, family) for name, fn in elements.items()}
+    for name, names in options.items():
+        assert len(names) <= OPTION_SLOTS, f"{name}: more than {OPTION_SLOTS} options"
+    return options
+
+
+def binder(family, name, fn, prefix=""):
+    """``bind_<element>``: the element called as its family body calls it, with the
+    slots of the option tuple ``o`` bound to the element's named options."""
+    slots = iter(range(OPTION_SLOTS))
+    passed = [p if p in ELEMENT_CALLS[family] else f"o[{next(slots)}]"
+              for p in element_parameters(fn)]
+    return [f"def {prefix}bind_{name}({', '.join(ELEMENT_CALLS[family])}):",
+            f"    return {name}({', '.join(passed)})\n"]
+
+
+# The CPU kernels and binders are plain functions that become Numba dispatchers on first
+# use (the module's __getattr__): making all of them at import took ~0.1 s of a loss's
+# first call.
 CPU_LAZY = '''
 
 def __getattr__(name):
     """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
-    if name not in NAMES:
+    if name not in KERNEL_ELEMENTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    binder = "bind_" + KERNEL_ELEMENTS[name]
+    if binder not in globals():
+        globals()[binder] = njit(inline="always")(globals()["_" + binder])
     kernel = njit(parallel=name.endswith("_parallel"), cache=True, nogil=True,
                   fastmath=FASTMATH, error_model="numpy")(globals()["_" + name])
     globals()[name] = kernel
@@ -61,16 +83,23 @@ def render_cpu():
              "from .pointwise import FASTMATH, pointwise, pointwise_pair",
              f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
              "from .rowwise import rowwise, tuplewise\n"]
-    names = []
+    kernel_elements = {}
+    options = {}
     for family, args, elements in FAMILIES:
+        options.update(options_of(family, elements))
         for name in sorted(elements):
+            lines += ["", *binder(family, name, elements[name], prefix="_")]
             for mode, (value, grad) in MODES.items():
                 for suffix in ("serial", "parallel"):
-                    names.append(f"{name}_{mode}_{suffix}")
+                    kernel = f"{name}_{mode}_{suffix}"
+                    kernel_elements[kernel] = name
                     lines += ["",
-                              f"def _{names[-1]}({args}):",
-                              f"    return {family}({name}, {args}, {value}, {grad})\n"]
-    lines.insert(6, f"NAMES = frozenset({sorted(names)!r})")
+                              f"def _{kernel}({args}):",
+                              f"    return {family}(bind_{name}, {args}, {value}, {grad})\n"]
+    lines[6:6] = ["# Each element's named options: the order of the option tuple's slots.",
+                  f"ELEMENT_OPTIONS = {dict(sorted(options.items()))!r}",
+                  "# The element each kernel computes.",
+                  f"KERNEL_ELEMENTS = {dict(sorted(kernel_elements.items()))!r}"]
     return "\n".join(lines) + CPU_LAZY
 
 
@@ -83,11 +112,13 @@ def render_cuda():
         lines += [f"{name} = {table}[{name!r}]" for name in sorted(elements)]
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
+            lines += ["", '@cuda.jit(device=True, inline="always")',
+                      *binder(family, name, elements[name])]
             for mode, (value, grad) in MODES.items():
                 lines += ["",
                           "@cuda.jit",
                           f"def {name}_{mode}({args}):",
-                          f"    {family}({name}, {args}, {value}, {grad})\n"]
+                          f"    {family}(bind_{name}, {args}, {value}, {grad})\n"]
     return "\n".join(lines)
 
 

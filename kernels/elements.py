@@ -1,9 +1,11 @@
 """The math of every pointwise loss, written once.
 
-Each element function takes ``(t, p, o)`` - one label, one prediction and the tuple of
-the loss's scalar options (``OPTION_SLOTS`` values: ``delta``, ``beta``, ... in the order
-the loss declares them, unused slots zero), all in the compute dtype - and returns
-``(loss, d loss / d p)``.  A kernel that needs only the
+Each element function takes one label ``t``, one prediction ``p`` and the loss's scalar
+options by name (``huber(t, p, delta)``; a parameter other than ``t`` and ``p`` is an
+option: the loss's option of that name, or one its family's ``kernel_values`` gives),
+all in the compute dtype, and returns ``(loss, d loss / d p)``.  (Kernels receive the
+options as one tuple of ``OPTION_SLOTS`` values, so they have one signature; the
+generated ``bind_<element>`` spreads it over the named parameters.)  A kernel that needs only the
 value drops the derivative and LLVM removes its arithmetic.
 
 The same Python functions are compiled for the CPU here (``njit(inline="always")``,
@@ -20,7 +22,7 @@ from numba import njit
 from ._math import exp, log, log1p
 
 ELEMENTS = {}
-# Scalar options an element function receives (a tuple, so kernels have one signature).
+# Most named options an element function takes (the length of the kernels' option tuple).
 OPTION_SLOTS = 4
 
 
@@ -35,7 +37,7 @@ def element(fn):
     return njit(inline="always")(fn)
 
 
-# Elements of two prediction arrays: ``(t, a, b, o) -> (loss, d loss/d a, d loss/d b)``
+# Elements of two prediction arrays: ``(t, a, b, options...) -> (loss, d loss/d a, d loss/d b)``
 # (the pointwise_pair body; e.g. a mean and a variance).
 PAIR_ELEMENTS = {}
 
@@ -62,19 +64,19 @@ EPSILON = 1e-7
 
 
 @element
-def squared_error(t, p, o):
+def squared_error(t, p):
     d = p - t
     return d * d, d + d
 
 
 @element
-def absolute_error(t, p, o):
+def absolute_error(t, p):
     d = p - t
     return abs(d), sign(d)
 
 
 @element
-def absolute_percentage_error(t, p, o):
+def absolute_percentage_error(t, p):
     T = type(p)
     scale = T(100.0) / max(abs(t), T(EPSILON))
     d = (t - p) * scale
@@ -82,7 +84,7 @@ def absolute_percentage_error(t, p, o):
 
 
 @element
-def squared_log_error(t, p, o):
+def squared_log_error(t, p):
     T = type(p)
     eps = T(EPSILON)
     shifted_p = max(p, eps) + T(1.0)
@@ -93,33 +95,31 @@ def squared_log_error(t, p, o):
 
 
 @element
-def huber(t, p, o):
+def huber(t, p, delta):
     """Huber: quadratic while |p - t| <= delta, linear beyond.  PyTorch's huber_loss
     switches at |p - t| < delta instead; both pieces agree there, value and slope."""
     T = type(p)
-    a = o[0]
     d = p - t
     ad = abs(d)
-    quadratic = ad <= a
-    loss = T(0.5) * d * d if quadratic else a * ad - T(0.5) * a * a
-    return loss, min(max(d, -a), a)
+    quadratic = ad <= delta
+    loss = T(0.5) * d * d if quadratic else delta * ad - T(0.5) * delta * delta
+    return loss, min(max(d, -delta), delta)
 
 
 @element
-def smooth_l1(t, p, o):
+def smooth_l1(t, p, beta):
     """PyTorch's smooth_l1_loss: Huber divided by beta; L1 at beta 0."""
     T = type(p)
-    a = o[0]
     d = p - t
     ad = abs(d)
-    linear = ad >= a  # False at NaN: the quadratic branch keeps it
-    loss = ad - T(0.5) * a if linear else T(0.5) * d * d / a
+    linear = ad >= beta  # False at NaN: the quadratic branch keeps it
+    loss = ad - T(0.5) * beta if linear else T(0.5) * d * d / beta
     # PyTorch's slope d / beta is NaN at NaN; at beta 0 its l1_loss's sign(NaN) is 0
-    return loss, sign(d) if linear or a == T(0.0) else d / a
+    return loss, sign(d) if linear or beta == T(0.0) else d / beta
 
 
 @element
-def log_cosh(t, p, o):
+def log_cosh(t, p):
     """log(cosh(x)) as |x| + log1p(exp(-2|x|)) - log 2; its derivative is tanh(x)."""
     T = type(p)
     x = p - t
@@ -135,7 +135,7 @@ def log_cosh(t, p, o):
 
 
 @element
-def poisson(t, p, o):
+def poisson(t, p):
     T = type(p)
     shifted = p + T(EPSILON)
     return p - t * log(shifted), T(1.0) - t / shifted
@@ -247,44 +247,44 @@ def focal_power(q, gamma, dq):
 
 
 @helper
-def keras_focal(y, prob, comp, dprob, o):
+def keras_focal(y, prob, comp, dprob, apply_class_balancing, alpha, gamma):
     """Keras's binary focal crossentropy of a probability and its derivative in y_pred:
     w (1 - p_t)**gamma bce, bce as clipped_bce, 1 - p_t = y comp + (1 - y) prob (prob
     unclipped, as Keras), w = class_balance(y, alpha) when balancing, else 1.
-    y: the smoothed label; comp = 1 - prob; dprob = d prob / d y_pred;
-    o = (apply_class_balancing, alpha, gamma, label_smoothing)."""
+    y: the smoothed label; comp = 1 - prob; dprob = d prob / d y_pred."""
     T = type(prob)
     one = T(1.0)
     bce, dbce = clipped_bce(y, prob, comp)
-    focal, dfocal = focal_power(y * comp + (one - y) * prob, o[2], dprob)
-    w = class_balance(y, o[1]) if o[0] != T(0.0) else one
+    focal, dfocal = focal_power(y * comp + (one - y) * prob, gamma, dprob)
+    w = class_balance(y, alpha) if apply_class_balancing != T(0.0) else one
     return w * focal * bce, w * (dfocal * (one - T(2.0) * y) * bce + focal * dbce * dprob)
 
 
 @element
-def bce_probs(t, p, o):
-    """Keras's binary_crossentropy on probabilities: labels smoothed by o[0], p clipped."""
-    return clipped_bce(smooth(t, o[0]), p, type(p)(1.0) - p)
+def bce_probs(t, p, label_smoothing):
+    """Keras's binary_crossentropy on probabilities: labels smoothed, p clipped."""
+    return clipped_bce(smooth(t, label_smoothing), p, type(p)(1.0) - p)
 
 
 @element
-def bce_logits(t, p, o):
-    """-y log sigmoid(x) - (1 - y) log sigmoid(-x), y = labels smoothed by o[0]: Keras's
+def bce_logits(t, p, label_smoothing):
+    """-y log sigmoid(x) - (1 - y) log sigmoid(-x), y = labels smoothed: Keras's
     binary_crossentropy(from_logits=True) and PyTorch's binary_cross_entropy_with_logits
-    (o[0] = 0)."""
-    loss, g, s, c = logistic_ce(smooth(t, o[0]), p)
+    (label_smoothing 0)."""
+    loss, g, s, c = logistic_ce(smooth(t, label_smoothing), p)
     return loss, g
 
 
 @element
-def binary_focal_probs(t, p, o):
-    """Keras's binary_focal_crossentropy on probabilities (o as keras_focal's)."""
+def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
+    """Keras's binary_focal_crossentropy on probabilities."""
     T = type(p)
-    return keras_focal(smooth(t, o[3]), p, T(1.0) - p, T(1.0), o)
+    return keras_focal(smooth(t, label_smoothing), p, T(1.0) - p, T(1.0),
+                       apply_class_balancing, alpha, gamma)
 
 
 @element
-def binary_focal_logits(t, p, o):
+def binary_focal_logits(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy(from_logits=True): keras_focal of s = sigmoid(x)
     (its crossentropy clipped too), with 1 - s and sigmoid'(x) = s (1 - s) taken from the
     rounded s, as Keras and JAX's sigmoid derivative take them.  (sigmoid(-x) would be
@@ -293,19 +293,20 @@ def binary_focal_logits(t, p, o):
     T = type(p)
     s = sigmoids(p)[0]
     comp = T(1.0) - s
-    return keras_focal(smooth(t, o[3]), s, comp, s * comp, o)
+    return keras_focal(smooth(t, label_smoothing), s, comp, s * comp,
+                       apply_class_balancing, alpha, gamma)
 
 
 @element
-def sigmoid_focal(t, p, o):
+def sigmoid_focal(t, p, alpha, gamma):
     """Optax's sigmoid_focal_loss: ce (1 - p_t)**gamma, times class_balance(t, alpha) when
-    o[0] >= 0 (alpha=None is passed as -1).  ce = logistic_ce (unclipped),
-    1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x).  o = (alpha, gamma)."""
+    alpha >= 0 (alpha=None is passed as -1).  ce = logistic_ce (unclipped),
+    1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x)."""
     T = type(p)
     one = T(1.0)
     ce, dce, s, c = logistic_ce(t, p)
-    focal, dfocal = focal_power(t * c + (one - t) * s, o[1], s * c)
-    w = class_balance(t, o[0]) if o[0] >= T(0.0) else one
+    focal, dfocal = focal_power(t * c + (one - t) * s, gamma, s * c)
+    w = class_balance(t, alpha) if alpha >= T(0.0) else one
     return w * ce * focal, w * (dce * focal + ce * (one - T(2.0) * t) * dfocal)
 
 
@@ -317,7 +318,7 @@ def hinge_slope(m):
 
 
 @element
-def hinge(t, p, o):
+def hinge(t, p):
     """Keras's hinge: max(1 - t p, 0) (labels already -1/1)."""
     T = type(p)
     m = T(1.0) - t * p
@@ -326,7 +327,7 @@ def hinge(t, p, o):
 
 
 @element
-def squared_hinge(t, p, o):
+def squared_hinge(t, p):
     """Keras's squared_hinge: max(1 - t p, 0)**2."""
     T = type(p)
     m = T(1.0) - t * p
@@ -335,7 +336,7 @@ def squared_hinge(t, p, o):
 
 
 @element
-def kl_divergence(t, p, o):
+def kl_divergence(t, p):
     """Keras's kl_divergence term: t log(t / p), t and p clipped to [1e-7, 1]."""
     T = type(p)
     lo = T(EPSILON)
@@ -352,7 +353,7 @@ def kl_divergence(t, p, o):
 
 
 @element
-def torch_bce(t, p, o):
+def torch_bce(t, p):
     """PyTorch's binary_cross_entropy: -(t max(log p, -100) + (1 - t) max(log1p(-p), -100));
     its backward (p - t) / max(p (1 - p), 1e-12), as PyTorch defines it.  p outside [0, 1]
     (which the front end rejects on the CPU) gives NaN, never a log of a negative number
@@ -374,7 +375,7 @@ def torch_bce(t, p, o):
 
 
 @element
-def soft_margin(t, p, o):
+def soft_margin(t, p):
     """PyTorch's soft_margin_loss: log(1 + exp(-t x)), as softplus(-t x) (finite where
     PyTorch's exp(-t x) overflows)."""
     loss, s = softplus(-t * p)
@@ -382,13 +383,12 @@ def soft_margin(t, p, o):
 
 
 @element
-def torch_kl_div(t, p, o):
+def torch_kl_div(t, p, log_target):
     """PyTorch's kl_div with the input p a log-probability: t (log t - p), 0 where t = 0
-    (xlogy), NaN for t < 0; with log_target (o[0] = 1) exp(t) (t - p).  d/dp = -t
-    (-exp(t))."""
+    (xlogy), NaN for t < 0; with log_target exp(t) (t - p).  d/dp = -t (-exp(t))."""
     T = type(p)
     zero = T(0.0)
-    if o[0] != zero:
+    if log_target != zero:
         e = exp(t)
         return e * (t - p), -e
     t_log_t = t * log(t) if t > zero else (zero if t == zero else T(_NAN))
@@ -408,7 +408,7 @@ def clamp_min_zero(x):
 
 
 @element
-def hinge_embedding(t, p, o):
+def hinge_embedding(t, p, margin):
     """PyTorch's hinge_embedding_loss: x where y != -1, plus max(0, margin - x) where
     y != 1 (a label other than 1 and -1 gets both terms, as in PyTorch)."""
     T = type(p)
@@ -418,7 +418,7 @@ def hinge_embedding(t, p, o):
         loss = p
         g = T(1.0)
     if t != T(1.0):
-        h, slope = clamp_min_zero(o[0] - p)
+        h, slope = clamp_min_zero(margin - p)
         loss += h
         g -= slope
     return loss, g
@@ -434,46 +434,45 @@ def log_or_nan(x):
 
 
 @element
-def poisson_nll(t, p, o):
-    """PyTorch's poisson_nll_loss, o = (log_input, full, eps): exp(x) - y x for a log-rate
-    x, else x - y log(x + eps); with full, Stirling's y log y - y + log(2 pi y) / 2 where
-    y > 1."""
+def poisson_nll(t, p, log_input, full, eps):
+    """PyTorch's poisson_nll_loss: exp(x) - y x for a log-rate x (log_input), else
+    x - y log(x + eps); with full, Stirling's y log y - y + log(2 pi y) / 2 where y > 1."""
     T = type(p)
-    if o[0] != T(0.0):
+    if log_input != T(0.0):
         e = exp(p)
         loss = e - t * p
         g = e - t
     else:
-        q = p + o[2]
+        q = p + eps
         loss = p - t * log_or_nan(q)
         g = T(1.0) - t / q
-    if o[1] != T(0.0) and t > T(1.0):
+    if full != T(0.0) and t > T(1.0):
         loss += t * log(t) - t + T(0.5) * log(T(2.0 * math.pi) * t)
     return loss, g
 
 
 @pair_element
-def margin_ranking(t, a, b, o):
+def margin_ranking(t, a, b, margin):
     """PyTorch's margin_ranking_loss: max(0, -y (x1 - x2) + margin)."""
-    h, slope = clamp_min_zero(o[0] - t * (a - b))
+    h, slope = clamp_min_zero(margin - t * (a - b))
     return h, -t * slope, t * slope
 
 
 @pair_element
-def gaussian_nll(t, a, b, o):
-    """PyTorch's gaussian_nll_loss, o = (full, eps): (log v + (x - y)**2 / v) / 2, x the
-    mean a, v = max(var b, eps) (the clamp is not differentiated, as PyTorch's is done
-    under no_grad); + log(2 pi) / 2 with full.  A negative variance gives NaN (the front
+def gaussian_nll(t, a, b, full, eps):
+    """PyTorch's gaussian_nll_loss: (log v + (x - y)**2 / v) / 2, x the mean a,
+    v = max(var b, eps) (the clamp is not differentiated, as PyTorch's is done under
+    no_grad); + log(2 pi) / 2 with full.  A negative variance gives NaN (the front
     end rejects it on the CPU)."""
     T = type(a)
     half = T(0.5)
-    v = o[1] if b < o[1] else b
+    v = eps if b < eps else b
     v = T(_NAN) if b < T(0.0) else v
     d = a - t
     inv = T(1.0) / v
     slope = d * inv
     loss = half * (log_or_nan(v) + d * d * inv)
-    if o[0] != T(0.0):
+    if full != T(0.0):
         loss += T(0.5 * math.log(2.0 * math.pi))
     # (1/v - d**2/v**2) / 2 from the mean's slope, not from the loss's d**2 / v: a term
     # the loss shares would be fused into an FMA only where the loss is not computed,
@@ -482,7 +481,7 @@ def gaussian_nll(t, a, b, o):
 
 
 @pair_element
-def gaussian_kl(t, a, b, o):
+def gaussian_kl(t, a, b):
     """The VAE's KL term against N(0, 1): -(1 + logvar - mean**2 - exp(logvar)) / 2,
     a the mean, b the log-variance (t is unused)."""
     T = type(a)

@@ -4,12 +4,13 @@ A row-wise loss reduces a whole row (the class axis) to one number: a softmax
 cross-entropy, a cosine similarity, a hinge over classes.  Its *row element* is called
 once per row::
 
-    loss = row_elem(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD)
+    loss = row_elem(t, label, p, cw, <options>, g, scale, lane, lanes, shared, GRAD)
 
 ``p`` is the row of predictions; ``t`` the row of dense targets (size 0 for integer
 labels), ``label`` the row's class index (-1 for dense targets); ``cw`` the class weights
-(size 0: all ones); ``o`` the option tuple (compute dtype); with ``GRAD`` the element
-writes ``scale * d loss / d p`` into ``g``.  It returns the row's loss (float64).
+(size 0: all ones); the loss's options come by name (compute dtype; any parameter not
+named above is one, as in elements.py); with ``GRAD`` the element writes
+``scale * d loss / d p`` into ``g``.  It returns the row's loss (float64).
 
 The same code runs on both targets by visiting a row as ``lanes`` interleaved lanes:
 ``for j in range(lane, C, lanes)``.  On the CPU a row is one lane (``lane=0, lanes=1``:
@@ -185,17 +186,19 @@ def smoothed_target(t, label, j, C, smoothing):
 
 
 @row_element
-def softmax_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def softmax_cross_entropy(t, label, p, cw, label_smoothing, poly_epsilon, g, scale, lane, lanes,
+                          shared, GRAD):
     """sum_j w_j y_j (lse - x_j) + eps (sum_j y_j - sum_j y_j softmax_j), y smoothed by
-    o[0], w the class weights, eps = o[1] (Optax's poly loss; 0 otherwise).
+    label_smoothing, w the class weights, eps = poly_epsilon (Optax's poly loss; 0
+    otherwise).
 
     With integer labels and neither smoothing nor weights nor eps (the common case) the
     row is read once for its log-sum-exp, and the gradient softmax - onehot is written
     from the exponentials stored in the same pass."""
     T = type(p[0])
     C = p.size
-    smoothing = o[0]
-    eps = o[1]
+    smoothing = label_smoothing
+    eps = poly_epsilon
     lse, f = softmax_stats(p, g, shared, lane, lanes, GRAD)
     simple = t.size == 0 and cw.size == 0 and smoothing == T(0.0) and eps == T(0.0)
     if simple:
@@ -240,13 +243,13 @@ def softmax_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRA
 
 
 @row_element
-def probs_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def probs_cross_entropy(t, label, p, cw, label_smoothing, g, scale, lane, lanes, shared, GRAD):
     """Keras's crossentropy on probabilities: q = p / sum(p), clipped to [1e-7, 1 - 1e-7],
-    loss = -sum_j y_j log q_j (y smoothed by o[0]).  d loss / d p_k =
+    loss = -sum_j y_j log q_j (y smoothed by label_smoothing).  d loss / d p_k =
     (-y_k c'_k / q_k + sum_j y_j c'_j) / sum(p), c' the clip's slope."""
     T = type(p[0])
     C = p.size
-    smoothing = o[0]
+    smoothing = label_smoothing
     total = T(row_total(p, shared, lane, lanes))
     loss = 0.0
     inside = 0.0
@@ -281,18 +284,17 @@ def focal_term(y, q, alpha, gamma):
 
 
 @row_element
-def focal_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
-    """Keras's categorical_focal_crossentropy, o = (alpha, gamma, label_smoothing,
-    from_logits): q = softmax(p) with from_logits, else p / sum(p); loss =
+def focal_cross_entropy(t, label, p, cw, alpha, gamma, label_smoothing, from_logits, g, scale,
+                        lane, lanes, shared, GRAD):
+    """Keras's categorical_focal_crossentropy: q = softmax(p) with from_logits, else
+    p / sum(p); loss =
     sum_j focal_term(y_j, q_j).  The gradient goes through the normalisation:
     q_k (h_k - D) for the softmax, (h_k - D) / sum(p) otherwise, h = d term / dq and
     D = sum_j h_j q_j."""
     T = type(p[0])
     C = p.size
-    alpha = o[0]
-    gamma = o[1]
-    smoothing = o[2]
-    logits = o[3] != T(0.0)
+    smoothing = label_smoothing
+    logits = from_logits != T(0.0)
     if logits:
         lse = T(softmax_stats(p, g, shared, lane, lanes, False)[0])
         total = T(1.0)
@@ -320,7 +322,7 @@ def focal_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD)
 
 
 @row_element
-def cosine_similarity(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def cosine_similarity(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     """Keras's cosine_similarity: -sum(t_hat * p_hat), x_hat = x / sqrt(max(sum x^2,
     1e-14)) (Keras's normalize: a zero vector gets a finite, zero gradient)."""
     T = type(p[0])
@@ -349,7 +351,7 @@ def cosine_similarity(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
 
 
 @row_element
-def categorical_hinge(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def categorical_hinge(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     """Keras's categorical_hinge: max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0).  The
     gradient of the max is shared by tied maxima, 1/2 at the hinge, as JAX has it."""
     T = type(p[0])
@@ -388,10 +390,9 @@ def zero_except_label(g, label, value, lane, lanes):
 
 
 @row_element
-def generalized_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
-    """Keras's categorical_generalized_cross_entropy: (1 - p_y**q) / q, q = o[0]."""
+def generalized_cross_entropy(t, label, p, cw, q, g, scale, lane, lanes, shared, GRAD):
+    """Keras's categorical_generalized_cross_entropy: (1 - p_y**q) / q."""
     T = type(p[0])
-    q = o[0]
     py = p[label]
     # p <= 0 tested (not p > 0) so that NaN takes the power and stays NaN
     pq = T(0.0) if py <= T(0.0) else power(py, q)
@@ -403,7 +404,7 @@ def generalized_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared,
 
 
 @row_element
-def negative_log_likelihood(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def negative_log_likelihood(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     """PyTorch's nll_loss of one row: -w_y x_y."""
     T = type(p[0])
     w = class_weight(cw, label)
@@ -413,13 +414,12 @@ def negative_log_likelihood(t, label, p, cw, o, g, scale, lane, lanes, shared, G
 
 
 @row_element
-def multi_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def multi_margin(t, label, p, cw, power, margin, g, scale, lane, lanes, shared, GRAD):
     """PyTorch's multi_margin_loss of one row: sum_{j != y} w_y max(0, margin - x_y +
-    x_j)**power / C, o = (power (1 or 2), margin).  Its backward counts z > 0 only."""
+    x_j)**power / C, power 1 or 2 (PyTorch's p).  Its backward counts z > 0 only."""
     T = type(p[0])
     C = p.size
-    squared = o[0] == T(2.0)
-    margin = o[1]
+    squared = power == T(2.0)
     w = class_weight(cw, label)
     xy = p[label]
     loss = 0.0
@@ -441,7 +441,7 @@ def multi_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
 
 
 @row_element
-def multilabel_soft_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     """PyTorch's multilabel_soft_margin_loss of one row: the mean over classes of
     w_j * binary crossentropy of logit x_j against t_j."""
     T = type(p[0])
@@ -450,7 +450,7 @@ def multilabel_soft_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GR
     k = scale / C
     for j in range(lane, C, lanes):
         w = class_weight(cw, j)
-        value, d = bce_logits(t[j], p[j], o)
+        value, d = bce_logits(t[j], p[j], T(0.0))
         loss += w * value
         if GRAD:
             g[j] = T(k * w) * d
@@ -534,20 +534,19 @@ def p_distance_slope(v, dist, power):
 
 
 @tuple_element
-def triplet_margin(y, x, o, g, scale, lane, lanes, shared, GRAD):
-    """PyTorch's triplet_margin_loss, o = (margin, p, eps, swap):
-    max(margin + d(a, pos) - d(a, neg), 0), d = pairwise_distance; with swap d(a, neg)
+def triplet_margin(y, x, margin, power, eps, swap, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's triplet_margin_loss: max(margin + d(a, pos) - d(a, neg), 0),
+    d = pairwise_distance of norm degree power (PyTorch's p); with swap d(a, neg)
     becomes min(d(a, neg), d(pos, neg)) (half the gradient to each at a tie, as
     PyTorch's minimum)."""
     a, pos, neg = x[0], x[1], x[2]
-    T = type(o[0])
-    margin, power, eps = o[0], o[1], o[2]
-    swap = o[3] != T(0.0)
+    T = type(margin)
+    swapped = swap != T(0.0)
     d_ap = T(p_distance(a, pos, power, eps, shared, lane, lanes))
     d_an = T(p_distance(a, neg, power, eps, shared, lane, lanes))
-    d_pn = T(p_distance(pos, neg, power, eps, shared, lane, lanes)) if swap else d_an
+    d_pn = T(p_distance(pos, neg, power, eps, shared, lane, lanes)) if swapped else d_an
     w_pn = T(0.0)
-    if swap:
+    if swapped:
         w_pn = T(1.0) if d_pn < d_an else (T(0.5) if d_pn == d_an else T(0.0))
     d_neg = d_pn if d_pn < d_an else d_an
     loss, slope = clamp_min_zero(margin + d_ap - d_neg)
@@ -579,17 +578,16 @@ def triplet_margin(y, x, o, g, scale, lane, lanes, shared, GRAD):
 
 
 @tuple_element
-def quadruplet(y, x, o, g, scale, lane, lanes, shared, GRAD):
-    """The quadruplet loss (Chen et al. 2017), o = (alpha1, alpha2), squared Euclidean
-    distances D: max(D(a, pos) - D(a, neg1) + alpha1, 0) +
+def quadruplet(y, x, alpha1, alpha2, g, scale, lane, lanes, shared, GRAD):
+    """The quadruplet loss (Chen et al. 2017), squared Euclidean distances D: max(D(a, pos) - D(a, neg1) + alpha1, 0) +
     max(D(a, pos) - D(neg1, neg2) + alpha2, 0)."""
     a, pos, n1, n2 = x
-    T = type(o[0])
+    T = type(alpha1)
     d_ap = squared_distance(a, pos, shared, lane, lanes)
     d_an = squared_distance(a, n1, shared, lane, lanes)
     d_nn = squared_distance(n1, n2, shared, lane, lanes)
-    l1, s1 = max_zero(d_ap - d_an + o[0])
-    l2, s2 = max_zero(d_ap - d_nn + o[1])
+    l1, s1 = max_zero(d_ap - d_an + alpha1)
+    l2, s2 = max_zero(d_ap - d_nn + alpha2)
     if GRAD:
         ga, gp, gn1, gn2 = g
         c1 = T(2.0 * scale * s1)
@@ -607,13 +605,12 @@ def quadruplet(y, x, o, g, scale, lane, lanes, shared, GRAD):
 
 
 @tuple_element
-def contrastive(y, x, o, g, scale, lane, lanes, shared, GRAD):
-    """The contrastive loss of Siamese pairs (label 1: similar), o = (margin, eps):
+def contrastive(y, x, margin, eps, g, scale, lane, lanes, shared, GRAD):
+    """The contrastive loss of Siamese pairs (label 1: similar):
     y d**2 + (1 - y) max(margin - d, 0)**2, d = ||x1 - x2 + eps|| (PyTorch's
     pairwise_distance, so the gradient is finite for identical vectors)."""
     a, b = x[0], x[1]
-    T = type(o[0])
-    margin, eps = o[0], o[1]
+    T = type(margin)
     d = T(p_distance(a, b, T(2.0), eps, shared, lane, lanes))
     h = clamp_min_zero(margin - d)[0]
     loss = y * d * d + (T(1.0) - y) * h * h
@@ -634,12 +631,12 @@ COSINE_EMBEDDING_EPS = 1e-12
 
 
 @tuple_element
-def cosine_embedding(y, x, o, g, scale, lane, lanes, shared, GRAD):
-    """PyTorch's cosine_embedding_loss, o = (margin,): 1 - cos(x1, x2) for y = 1,
+def cosine_embedding(y, x, margin, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's cosine_embedding_loss: 1 - cos(x1, x2) for y = 1,
     max(0, cos - margin) for y = -1, 0 for any other label;
     cos = x1.x2 / sqrt((|x1|**2 + 1e-12) (|x2|**2 + 1e-12))."""
     a, b = x[0], x[1]
-    T = type(o[0])
+    T = type(margin)
     s12 = 0.0
     s11 = 0.0
     s22 = 0.0
@@ -657,7 +654,7 @@ def cosine_embedding(y, x, o, g, scale, lane, lanes, shared, GRAD):
         loss = 1.0 - cos
         dcos = -1.0
     elif y == T(-1.0):
-        loss, dcos = clamp_min_zero(cos - o[0])
+        loss, dcos = clamp_min_zero(cos - margin)
     if GRAD:
         ga, gb = g[0], g[1]
         c = T(scale * dcos / den)
@@ -670,9 +667,9 @@ def cosine_embedding(y, x, o, g, scale, lane, lanes, shared, GRAD):
 
 
 @row_element
-def stacked_triplet(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
+def stacked_triplet(t, label, p, cw, alpha, g, scale, lane, lanes, shared, GRAD):
     """The triplet loss of Keras tutorials on a row [anchor | positive | negative]
-    (three equal parts), o = (alpha,): max(|a - pos|**2 - |a - neg|**2 + alpha, 0)
+    (three equal parts): max(|a - pos|**2 - |a - neg|**2 + alpha, 0)
     (half the gradient at the kink, as JAX's maximum)."""
     T = type(p[0])
     D = p.size // 3
@@ -683,7 +680,7 @@ def stacked_triplet(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
         v = p[j] - p[2 * D + j]
         pos_d += u * u
         neg_d += v * v
-    basic = row_sum(pos_d, shared, lane, lanes) - row_sum(neg_d, shared, lane, lanes) + o[0]
+    basic = row_sum(pos_d, shared, lane, lanes) - row_sum(neg_d, shared, lane, lanes) + alpha
     loss, slope = max_zero(basic)
     if GRAD:
         c = T(2.0 * scale * slope)

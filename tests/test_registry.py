@@ -7,6 +7,7 @@ import inspect
 import pathlib
 import pydoc
 
+import numpy as np
 import pytest
 
 import fastloss as fl
@@ -28,6 +29,45 @@ def test_every_spec_is_complete(name):
     for option in spec.options:
         if not option.is_array:  # every default passes its own rule
             assert option.check(option.default, name) == option.default
+
+
+# Options a family reads itself (the layout, the choice of element, masked labels);
+# every other scalar option is one of the element's named options.
+FAMILY_OPTIONS = {"axis", "from_logits", "ignore_index", "ignore_class"}
+ELEMENT_FAMILIES = {"pointwise", "rows", "embeddings", "elements"}
+
+
+def _another_value(option):
+    """A valid value other than the option's default."""
+    if option.choices:
+        return next(c for c in option.choices if c != option.default)
+    if option.rule == "bool":
+        return not option.default
+    return 0.375 if option.default is None else option.default * 0.5 + 0.375
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES
+                                  if fl.LOSSES[n].spec.family in ELEMENT_FAMILIES])
+def test_elements_read_every_option_by_name(name):
+    """Changing one option changes exactly one of the element's named options: the one
+    of its name, or the one the family's kernel_values maps it to."""
+    from fastloss.kernels.generated_cpu import ELEMENT_OPTIONS
+    loss = fl.LOSSES[name]
+    dtype = np.dtype(np.float64)
+    defaults = {o.name: o.default for o in loss.options}
+    element, base = loss.family.kernel_element(loss, defaults, dtype)
+    names = ELEMENT_OPTIONS[element]
+    assert all(v == 0 for v in base[len(names):])  # unused slots
+    for option in loss.options:
+        if option.is_array or option.name in FAMILY_OPTIONS:
+            continue
+        value = option.check(_another_value(option), name)
+        changed, slots = loss.family.kernel_element(loss, {**defaults, option.name: value},
+                                                    dtype)
+        differ = [n for n, a, b in zip(names, base, slots) if a != b]
+        assert changed == element and len(differ) == 1, (option.name, differ)
+        if option.name in names:
+            assert differ == [option.name] and slots[names.index(option.name)] == value
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -9,14 +9,11 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-# Options that choose how the family lays out the data, not numbers an element receives.
-_LAYOUT_OPTIONS = frozenset({"axis"})
-
-
 class Family(ABC):
     """A family: its kernel element (a name, or a function of the checked options giving
-    one) and how the options become the element's option tuple (``kernel_values``, a
-    function of the checked options; default every numeric option in declaration order)."""
+    one) and ``kernel_values``, a function of the checked options giving the element's
+    named options that are not the loss's options of the same name (a renamed option, a
+    fixed value, None's stand-in)."""
 
     name = "family"
 
@@ -27,15 +24,21 @@ class Family(ABC):
     def element_for(self, values):
         return self.element(values) if callable(self.element) else self.element
 
-    def kernel_options(self, loss, values, dtype, skip=()):
-        """The element's option tuple in the compute dtype, padded to OPTION_SLOTS."""
+    def kernel_element(self, loss, values, dtype):
+        """``(element, option tuple)`` for checked options ``values``: the tuple holds the
+        element's named options, in its order, in the compute dtype, padded to
+        OPTION_SLOTS."""
         from fastloss.kernels.elements import OPTION_SLOTS
-        if self.kernel_values is not None:
-            numbers = [float(v) for v in self.kernel_values(values)]
-        else:
-            numbers = [float(values[o.name]) for o in loss.options
-                       if not o.is_array and o.name not in _LAYOUT_OPTIONS and o.name not in skip]
-        return tuple(dtype.type(v) for v in numbers + [0.0] * (OPTION_SLOTS - len(numbers)))
+        from fastloss.kernels.generated_cpu import ELEMENT_OPTIONS
+        element = self.element_for(values)
+        named = values if self.kernel_values is None else {**values,
+                                                           **self.kernel_values(values)}
+        missing = [n for n in ELEMENT_OPTIONS[element] if n not in named]
+        if missing:
+            raise AssertionError(f"{loss.name}: element {element} reads {missing}, which are "
+                                 "neither its options nor given by kernel_values")
+        numbers = [dtype.type(named[n]) for n in ELEMENT_OPTIONS[element]]
+        return element, tuple(numbers + [dtype.type(0)] * (OPTION_SLOTS - len(numbers)))
 
     @abstractmethod
     def compute(self, request):

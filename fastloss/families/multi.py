@@ -38,8 +38,7 @@ class _Multi(Family):
             named = self.check_inputs(request.name, named, request.options, request.xp)
         dtype = compute_dtype(np.empty(0, np.result_type(*(named[n].dtype
                                                             for n in loss.predictions))))
-        kernel = (self.element_for(request.options),
-                  self.kernel_options(loss, request.options, dtype))
+        kernel = self.kernel_element(loss, request.options, dtype)
         value, grads = self._compute(request, named, dtype, kernel, shapes)
         if grads is not None:
             grads = tuple(g.reshape(shapes[name]) for g, name in zip(grads, loss.predictions))

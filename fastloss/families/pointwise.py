@@ -137,8 +137,8 @@ class Pointwise(Family):
         if n == 0:
             rows, value = layout.empty_values(dtype)
         else:
-            call = KernelCall("pointwise", self.element_for(options), (p.reshape(-1),),
-                              t.reshape(-1), self.kernel_options(request.loss, options, dtype),
+            element, o = self.kernel_element(request.loss, options, dtype)
+            call = KernelCall("pointwise", element, (p.reshape(-1),), t.reshape(-1), o,
                               layout.C, layout.weight, layout.coef, layout.gscale, layout.vscale,
                               want_rows=layout.rows_shape is not None, value=want_value,
                               grads=() if grad is None else (grad,))

@@ -117,9 +117,8 @@ class Rows(Family):
             if grad is not None:
                 grad[...] = 0
         else:
-            skip = () if self.ignore is None else (self.ignore,)
-            call = KernelCall("rowwise", self.element_for(options), (p.reshape(-1),), t,
-                              self.kernel_options(loss, options, dtype, skip), C,
+            element, o = self.kernel_element(loss, options, dtype)
+            call = KernelCall("rowwise", element, (p.reshape(-1),), t, o, C,
                               layout.weight, layout.coef, layout.gscale, layout.vscale,
                               want_rows=layout.rows_shape is not None, value=want_value,
                               grads=() if grad is None else (grad,), labels=labels,
