@@ -76,7 +76,7 @@ def torch_references():
 def main():
     import cupy
 
-    from fastloss._bench import arguments, gradient_positions, moved_bytes
+    from fastloss._bench import arguments, gradient_positions, moved_bytes, reduced
     from fastloss.losses import LOSSES
 
     parser = argparse.ArgumentParser()
@@ -105,7 +105,7 @@ def main():
         outs = tuple(cupy.empty_like(a[k]) for k in at)
         out = outs if len(outs) > 1 else outs[0]
         value_s = timed(lambda: loss(*a), cupy)
-        vg_s = timed(lambda: loss.value_and_grad(*a, out=out), cupy)
+        vg_s = timed(lambda: loss.value_and_grad(*a, out=out, **reduced(loss)), cupy)
         row = {"loss": name, "value_s": value_s, "value_and_grad_s": vg_s,
                "value_gbs": moved_bytes("value", a, at) / value_s / 1e9,
                "value_and_grad_gbs": moved_bytes("value_and_grad", a, at) / vg_s / 1e9}

@@ -45,11 +45,12 @@ def cases():
     logits = rng.standard_normal((256, 10)).astype(np.float32)
     found = {
         "mean_squared_error (32, 10) value_and_grad": {
-            "fastloss": lambda: fl.mean_squared_error.value_and_grad(t, p, out=out),
+            "fastloss": lambda: fl.mean_squared_error.value_and_grad(
+                t, p, out=out, reduction="sum_over_batch_size"),
             "numpy": lambda: numpy_mse_vg(t, p)},
         "sparse_categorical_crossentropy (256, 10) from_logits value_and_grad": {
             "fastloss": lambda: fl.sparse_categorical_crossentropy.value_and_grad(
-                labels, logits, from_logits=True),
+                labels, logits, from_logits=True, reduction="sum_over_batch_size"),
             "numpy": lambda: numpy_sparse_ce_vg(labels, logits)},
         "cross_entropy (256, 10) value_and_grad": {
             "fastloss": lambda: fl.cross_entropy.value_and_grad(labels, logits),

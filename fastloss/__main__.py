@@ -12,16 +12,16 @@ def warmup(args):
 
     import fastloss
     from fastloss import _config
-    from fastloss._bench import arguments
+    from fastloss._bench import arguments, reduced
 
     def call_all(xp, dtype):
         t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
         p = xp.asarray(np.linspace(0.95, 0.05, 6).reshape(2, 3), dtype=dtype)
         for name, loss in fastloss.LOSSES.items():
             args = arguments(name, t, p)
-            loss(*args)
-            loss.grad(*args)
-            loss.value_and_grad(*args)
+            loss(*args, **reduced(loss))
+            loss.grad(*args, **reduced(loss))
+            loss.value_and_grad(*args, **reduced(loss))
 
     start = time.perf_counter()
     saved = _config.PARALLEL_THRESHOLD

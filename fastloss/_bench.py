@@ -439,6 +439,12 @@ def arguments(name, t, p):
     return targets_for(fastloss.LOSSES[name], t, p), p
 
 
+def reduced(loss):
+    """The reduction the bench times: the class's (Keras's reduce to a scalar, as the NumPy,
+    PyTorch and JAX versions do; the functions' default returns per-sample losses)."""
+    return {"reduction": loss.spec.class_reduction}
+
+
 def gradient_positions(name, nargs):
     """Which of the positional arrays get a gradient (the predictions: the last ones)."""
     import fastloss
@@ -471,9 +477,9 @@ def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
     out = outs if len(outs) > 1 else outs[0]
     found = {}
     if mode == "value":
-        found["fastloss"] = lambda: loss(*args)
+        found["fastloss"] = lambda: loss(*args, **reduced(loss))
     else:
-        found["fastloss"] = lambda: loss.value_and_grad(*args, out=out)
+        found["fastloss"] = lambda: loss.value_and_grad(*args, out=out, **reduced(loss))
     if name in NUMPY:
         ref = NUMPY[name][mode == "value_and_grad"]
         found["numpy"] = lambda: ref(*args)

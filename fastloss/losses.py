@@ -104,7 +104,7 @@ huber_loss = define(
 # -- binary classification (pointwise) ------------------------------------------------------
 
 binary_crossentropy = define(
-    Pointwise(lambda v: "bce_logits" if v["from_logits"] else "bce_probs"),
+    Pointwise(lambda v: "bce_logits" if v["from_logits"] else "bce_probs", same_shape=True),
     "binary_crossentropy", "keras",
     "mean over axis of -(y log p + (1 - y) log(1 - p)); p = y_pred clipped to "
     "[1e-7, 1 - 1e-7], or sigmoid(y_pred) with from_logits; y = y_true smoothed towards 0.5",
@@ -112,7 +112,8 @@ binary_crossentropy = define(
     notes="probabilities clipped to [1e-7, 1 - 1e-7]", aliases=("bce", "BCE"),
     class_name="BinaryCrossentropy")
 binary_focal_crossentropy = define(
-    Pointwise(lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs"),
+    Pointwise(lambda v: "binary_focal_logits" if v["from_logits"] else "binary_focal_probs",
+              same_shape=True),
     "binary_focal_crossentropy", "keras",
     "mean over axis of (1 - p_t)**gamma * binary crossentropy, times alpha_t with "
     "apply_class_balancing",
@@ -200,7 +201,7 @@ def _logits_or_probabilities(values):
 
 categorical_crossentropy = define(
     Rows(_logits_or_probabilities, kernel_values=lambda v: {"poly_epsilon": 0.0},
-         targets="dense"),
+         targets="dense", warn_one_class=True),
     "categorical_crossentropy", "keras",
     "-sum_j y_j log q_j, q = softmax(y_pred) with from_logits, else y_pred / sum clipped to "
     "[1e-7, 1 - 1e-7]; y = y_true smoothed towards 1/C", _keras("categorical_crossentropy"),
@@ -221,7 +222,7 @@ sparse_categorical_crossentropy = define(
           "Keras masks them (loss 0, left out of the mean)",
     class_name="SparseCategoricalCrossentropy")
 categorical_focal_crossentropy = define(
-    Rows("focal_cross_entropy", targets="dense"),
+    Rows("focal_cross_entropy", targets="dense", warn_one_class=True),
     "categorical_focal_crossentropy", "keras",
     "-sum_j alpha (1 - q_j)**gamma y_j log q_j, q clipped as categorical_crossentropy's",
     _keras("categorical_focal_crossentropy") + "; Lin et al. 2017",
@@ -296,12 +297,15 @@ dice = define(
     _keras("dice") + "; Milletari et al. 2016, V-Net", options=OVERLAP_AXIS,
     notes="axis None: every axis, one scalar loss", class_name="Dice")
 tversky = define(
-    Overlap(lambda v: (1.0, 1.0, v["beta"], v["alpha"])), "tversky", "keras",
-    "1 - TP / (TP + alpha * sum(y_true * (1 - y_pred)) + beta * sum((1 - y_true) * y_pred) "
-    "+ 1e-7), TP = sum(y_true * y_pred), the sums over axis",
-    _keras("tversky") + " (3.15's code)",
-    options=(Option("alpha", 0.5, "any"), Option("beta", 0.5, "any"), OVERLAP_AXIS),
-    notes="as Keras 3.15's code: alpha weighs the missed targets, beta the false alarms",
+    Overlap(lambda v: (1.0, 1.0, v["alpha"], v["beta"])), "tversky", "keras",
+    "1 - TP / (TP + alpha * FP + beta * FN + 1e-7), TP = sum(y_true * y_pred), "
+    "FP = sum((1 - y_true) * y_pred), FN = sum(y_true * (1 - y_pred)), the sums over axis",
+    "keras.losses.tversky (Keras main, keras-team/keras#23333); Salehi et al. 2017, "
+    "Tversky loss function for image segmentation",
+    options=(Option("alpha", 0.5, "any", "the false positives' weight"),
+             Option("beta", 0.5, "any", "the false negatives' weight"), OVERLAP_AXIS),
+    notes="alpha weighs the false positives and beta the false negatives, as Keras main and "
+          "the paper; Keras 3.15 and earlier swap them (their alpha is fastloss's beta)",
     class_name="Tversky")
 fbeta_loss = define(
     Overlap(lambda v: (1 + v["beta"] ** 2, 1 + v["beta"] ** 2, 1.0, v["beta"] ** 2)),

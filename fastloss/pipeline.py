@@ -134,8 +134,8 @@ class Loss:
         allowed = self.spec.reductions
         # (only strings and None compare: an array would compare elementwise)
         if not isinstance(reduction, (str, type(None))) or reduction not in allowed:
-            raise ValueError(f"{self.name}: reduction must be one of "
-                             f"{tuple(r for r in allowed)}, got {reduction!r}")
+            raise ValueError(f"{self.name}: Invalid value for argument `reduction`: expected "
+                             f"one of {tuple(r for r in allowed)}, got {reduction!r}")
         return "none" if reduction is None else reduction
 
     def _bind(self, arrays, kwargs):

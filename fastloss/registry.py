@@ -110,7 +110,10 @@ class LossSpec:
     convention's library (an Optax loss with PyTorch-style reductions).  inputs: its positional arrays, in order;
     predictions: those that get a gradient.  formula: the math, one line or a few;
     reference: the paper or library (and version) it matches; notes: its conventions
-    beyond the formula.  aliases and class_name: other names it is exported under."""
+    beyond the formula.  aliases and class_name: other names it is exported under.
+    default_reduction: the function's (Keras's functions return per-sample losses:
+    "none"; PyTorch's reduce: "mean"); class_reduction: its class's (Keras's classes
+    reduce: "sum_over_batch_size"; elsewhere the function's)."""
     name: str
     family: str
     convention: str
@@ -123,14 +126,18 @@ class LossSpec:
     aliases: tuple = ()
     class_name: str | None = None
     default_reduction: str | None = None  # (default: the convention's)
+    class_reduction: str | None = None    # (default: the convention's)
     reductions: tuple | None = None       # (default: the convention's)
     source: str = ""                      # whose semantics (default: the convention's)
     defaults: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self):
         if self.default_reduction is None:
-            object.__setattr__(self, "default_reduction", "sum_over_batch_size"
-                               if self.convention == "keras" else "mean")
+            object.__setattr__(self, "default_reduction",
+                               "none" if self.convention == "keras" else "mean")
+        if self.class_reduction is None:
+            object.__setattr__(self, "class_reduction", "sum_over_batch_size"
+                               if self.convention == "keras" else self.default_reduction)
         if self.reductions is None:
             object.__setattr__(self, "reductions", KERAS_REDUCTIONS if self.convention == "keras"
                                else TORCH_REDUCTIONS)
@@ -155,7 +162,7 @@ class LossSpec:
         kw = P.KEYWORD_ONLY
         if self.takes_sample_weight and not classes:
             params.append(P("sample_weight", kw, default=None))
-        params.append(P("reduction", kw, default=self.default_reduction if classes else "default"))
+        params.append(P("reduction", kw, default=self.class_reduction if classes else "default"))
         if grad:
             params += [P("grad_output", kw, default=None), P("out", kw, default=None)]
         params += [P(o.name, kw, default=o.default) for o in self.options]

@@ -23,8 +23,8 @@ def per_sample(name, t, p, axis, **options):
     if name == "dice":
         return 1 - 2 * tp / (np.sum(t, axis=axis) + np.sum(p, axis=axis) + EPS)
     if name == "tversky":
-        # Keras: alpha * sum((1 - y_pred) * y_true) + beta * sum(y_pred * (1 - y_true))
-        return 1 - tp / (tp + alpha * fn + beta * fp + EPS)
+        # Keras main (Salehi et al.): alpha on the false positives, beta on the false negatives
+        return 1 - tp / (tp + alpha * fp + beta * fn + EPS)
     b2 = beta ** 2
     return 1 - (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp + EPS)
 
@@ -41,7 +41,7 @@ def per_sample_grad(name, t, p, axis, **options):
         D, dD = 2 * tp + fp + fn + EPS, 2 * t + (1 - t) - t
     elif name == "tversky":
         N, dN = tp, t
-        D, dD = tp + alpha * fn + beta * fp + EPS, t - alpha * t + beta * (1 - t)
+        D, dD = tp + alpha * fp + beta * fn + EPS, t + alpha * (1 - t) - beta * t
     else:
         b2 = beta ** 2
         N, dN = (1 + b2) * tp, (1 + b2) * t
@@ -49,14 +49,14 @@ def per_sample_grad(name, t, p, axis, **options):
     return -(dN * D - N * dD) / D ** 2
 
 
-def reference(name, t, p, axis=None, sample_weight=None, reduction="sum_over_batch_size",
+def reference(name, t, p, axis=None, sample_weight=None, reduction="none",
               **options):
     t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)
     return keras_reduce(per_sample(name, t, p, axis, **options), sample_weight, reduction)
 
 
 def reference_grad(name, t, p, grad_output, axis=None, sample_weight=None,
-                   reduction="sum_over_batch_size", **options):
+                   reduction="none", **options):
     """The vector-Jacobian product of ``reference``: the reduction is linear in the
     per-sample losses, so its derivative by each is the reduction of a unit vector."""
     t, p = np.asarray(t, np.float64), np.asarray(p, np.float64)

@@ -58,7 +58,7 @@ def keras_weights(rows, sample_weight, reduction):
     return w, divisor
 
 
-def circle_reference(labels, e, sample_weight=None, reduction="sum_over_batch_size", **opts):
+def circle_reference(labels, e, sample_weight=None, reduction="none", **opts):
     rows = circle_terms(labels, e, **opts)[0]
     w, divisor = keras_weights(rows, sample_weight, reduction)
     if reduction == "none":
@@ -66,7 +66,7 @@ def circle_reference(labels, e, sample_weight=None, reduction="sum_over_batch_si
     return (rows * w).sum() / divisor if divisor else 0.0
 
 
-def circle_reference_grad(labels, e, sample_weight=None, reduction="sum_over_batch_size",
+def circle_reference_grad(labels, e, sample_weight=None, reduction="none",
                           grad_output=1.0, **opts):
     rows, drows_ds, ref = circle_terms(labels, e, **opts)
     w, divisor = keras_weights(rows, sample_weight, reduction)

@@ -95,7 +95,7 @@ def keras_same_rank(a, b):
     return a, b
 
 
-def keras_loss(elementwise, t, p, sample_weight=None, reduction="sum_over_batch_size", **opt):
+def keras_loss(elementwise, t, p, sample_weight=None, reduction="none", **opt):
     """Keras 3's LossFunctionWrapper + reduce_weighted_values, in float64."""
     t = np.asarray(t, np.float64)
     p = np.asarray(p, np.float64)

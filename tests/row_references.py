@@ -134,8 +134,8 @@ def reference(name, y_true, y_pred, sample_weight=None, reduction="default", axi
         t = np.where(keep, t, 0)
     values = np.where(keep, fn(t, p, **options), 0.0)
     if convention == "keras":
-        if reduction == "default":
-            reduction = "sum_over_batch_size"
+        if reduction == "default":  # Keras's functions: the per-sample losses
+            reduction = "none"
         w = None if sample_weight is None else np.asarray(sample_weight, np.float64)
         # keras.src.losses.loss: apply_mask, then reduce_weighted_values, each of which
         # first squeezes or expands a trailing axis of 1 against the sample weight

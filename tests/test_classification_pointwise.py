@@ -327,9 +327,10 @@ def test_aliases_classes_and_defaults():
     assert bce(t, p) == fl.binary_crossentropy(t, p, from_logits=True, label_smoothing=0.1,
                                                reduction="sum")
     assert bce.get_config() == {"name": "binary_crossentropy", "reduction": "sum",
-                                "from_logits": True, "label_smoothing": 0.1}
+                                "from_logits": True, "label_smoothing": 0.1, "axis": -1}
     focal = fl.BinaryFocalCrossentropy(apply_class_balancing=True, alpha=0.3)
-    assert focal(t, p) == fl.binary_focal_crossentropy(t, p, apply_class_balancing=True, alpha=0.3)
+    assert focal(t, p) == fl.binary_focal_crossentropy(t, p, apply_class_balancing=True, alpha=0.3,
+                                                       reduction="sum_over_batch_size")
     for cls, fn in [("Hinge", "hinge"), ("SquaredHinge", "squared_hinge"),
                     ("KLDivergence", "kl_divergence"), ("BCELoss", "binary_cross_entropy"),
                     ("BCEWithLogitsLoss", "binary_cross_entropy_with_logits"),
@@ -337,7 +338,9 @@ def test_aliases_classes_and_defaults():
         assert fl.get(cls).loss is getattr(fl, fn)
     assert fl.binary_cross_entropy.default_reduction == "mean"
     assert fl.sigmoid_focal_loss.default_reduction == "none"
-    assert fl.binary_focal_crossentropy.default_reduction == "sum_over_batch_size"
+    # Keras: the function returns per-sample losses, the class reduces
+    assert fl.binary_focal_crossentropy.default_reduction == "none"
+    assert fl.BinaryFocalCrossentropy().reduction == "sum_over_batch_size"
 
 
 @pytest.mark.parametrize("name, options, error", [

@@ -262,7 +262,7 @@ BAD = [
     (lambda: fl.triplet_margin_loss(np.ones(3), np.ones(3), np.ones(3), sample_weight=1.0),
      TypeError, "takes no sample_weight"),
     (lambda: fl.triplet_margin_loss(np.ones(3), np.ones(3), np.ones(3), reduction="avg"),
-     ValueError, "reduction must be one of"),
+     ValueError, "Invalid value for argument `reduction`"),
     (lambda: fl.triplet_margin_loss(np.ones(3), np.ones(3), np.ones(3), gamma=1.0), TypeError,
      "unexpected option 'gamma'"),
     (lambda: fl.triplet_margin_loss(np.ones(3), np.ones(3), np.array(["a", "b", "c"])),

@@ -165,13 +165,12 @@ def test_defaults_are_keras_defaults():
     t, p = make_data((4, 6), "binary", np.float64)
     for name, kw in (("dice", {}), ("tversky", {"alpha": 0.5, "beta": 0.5}),
                      ("fbeta_loss", {"beta": 1.0})):
-        assert LOSSES[name](t, p) == LOSSES[name](t, p, axis=None, reduction="sum_over_batch_size",
-                                                  **kw)
-    # alpha and beta weigh what Keras's code weighs: alpha the missed targets
+        assert LOSSES[name](t, p) == LOSSES[name](t, p, axis=None, reduction="none", **kw)
+    # alpha weighs the false positives, beta the false negatives (Keras main, the paper)
     t = np.array([1.0, 1.0, 0.0, 0.0])
-    p = np.array([1.0, 0.0, 0.0, 0.0])  # TP = 1, one missed target, no false alarm
-    np.testing.assert_allclose(LOSSES["tversky"](t, p, alpha=1.0, beta=0.0), 0.5, rtol=1e-6)
-    np.testing.assert_allclose(LOSSES["tversky"](t, p, alpha=0.0, beta=1.0), 0.0, atol=1e-6)
+    p = np.array([1.0, 0.0, 0.0, 0.0])  # TP = 1, one false negative, no false positive
+    np.testing.assert_allclose(LOSSES["tversky"](t, p, alpha=1.0, beta=0.0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(LOSSES["tversky"](t, p, alpha=0.0, beta=1.0), 0.5, rtol=1e-6)
     # tversky(0.5, 0.5) is dice; fbeta(1) is dice
     t, p = make_data((4, 6), "soft", np.float64)
     np.testing.assert_allclose(LOSSES["fbeta_loss"](t, p), LOSSES["dice"](t, p), rtol=1e-12)
@@ -185,7 +184,9 @@ def test_scalar_loss_times_weights_like_keras():
     w = np.array([0.5, 1.0, 2.0, 0.0])
     L = LOSSES["dice"](t, p)
     np.testing.assert_allclose(LOSSES["dice"](t, p, sample_weight=w, reduction="none"), L * w)
-    np.testing.assert_allclose(LOSSES["dice"](t, p, sample_weight=w), L * w.sum() / 4)
+    np.testing.assert_allclose(LOSSES["dice"](t, p, sample_weight=w), L * w)
+    np.testing.assert_allclose(LOSSES["dice"](t, p, sample_weight=w,
+                                              reduction="sum_over_batch_size"), L * w.sum() / 4)
     np.testing.assert_allclose(LOSSES["dice"](t, p, sample_weight=w, reduction="sum"), L * w.sum())
     np.testing.assert_allclose(
         LOSSES["dice"](t, p, sample_weight=w, reduction="mean_with_sample_weight"), L)
@@ -220,7 +221,7 @@ def test_out_and_in_place(axis, backend):
     q = p.copy()
     value, _ = LOSSES["tversky"].value_and_grad(t, q, axis=axis, alpha=0.2, out=q)
     np.testing.assert_array_equal(q, expected)
-    assert value == LOSSES["tversky"](t, p, axis=axis, alpha=0.2)
+    np.testing.assert_array_equal(value, LOSSES["tversky"](t, p, axis=axis, alpha=0.2))
 
 
 def test_empty_inputs(backend):
@@ -250,7 +251,7 @@ def test_zero_denominator_gives_nan_like_keras():
     t = np.array([1.0, 0.0])
     p = np.array([0.0, 0.0])  # TP = 0, FN = 1, FP = 0
     assert LOSSES["tversky"](t, p, alpha=0.0, beta=0.0) == 1.0
-    value, grad = LOSSES["tversky"].value_and_grad(t, p, alpha=-1e-7)
+    value, grad = LOSSES["tversky"].value_and_grad(t, p, beta=-1e-7)
     assert np.isnan(value) and np.all(np.isnan(grad))
 
 

@@ -33,11 +33,25 @@ def keras_fbeta(y_true, y_pred, beta=1.0, axis=None):
     return 1 - (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp + keras.backend.epsilon())
 
 
+def _keras_swaps_tversky():
+    """Keras up to 3.15 weighs the false negatives by alpha (keras-team/keras#23333 fixed
+    it): one false negative, no false positive, alpha=1, beta=0 gives 0.5 there, 0 on main."""
+    t, p = np.array([[1.0, 1.0, 0.0, 0.0]]), np.array([[1.0, 0.0, 0.0, 0.0]])
+    return float(np.asarray(keras.losses.tversky(t, p, alpha=1.0, beta=0.0))) > 0.25
+
+
+KERAS_SWAPS_TVERSKY = _keras_swaps_tversky()
+
+
 def keras_loss(name, options, reduction, dtype, axis):
     if name == "dice":
         return keras.losses.Dice(reduction=reduction, axis=axis, dtype=dtype)
-    if name == "tversky":
-        return keras.losses.Tversky(reduction=reduction, axis=axis, dtype=dtype, **options)
+    if name == "tversky":  # checked against Keras main's definition, on any Keras
+        alpha, beta = options.get("alpha", 0.5), options.get("beta", 0.5)
+        if KERAS_SWAPS_TVERSKY:
+            alpha, beta = beta, alpha
+        return keras.losses.Tversky(reduction=reduction, axis=axis, dtype=dtype, alpha=alpha,
+                                    beta=beta)
     return LossFunctionWrapper(keras_fbeta, reduction=reduction, dtype=dtype, axis=axis, **options)
 
 

@@ -102,7 +102,7 @@ def test_gradient_matches_finite_differences_of_the_kernel(name):
     t, p = data((3, 4), np.float64, seed=5)
     kw = options(name)
     loss = getattr(fl, name)
-    numeric = finite_difference_grad(lambda q: loss(t, q, **kw), p)
+    numeric = finite_difference_grad(lambda q: np.sum(loss(t, q, **kw)), p)  # (grad: of the sum)
     np.testing.assert_allclose(loss.grad(t, p, **kw), numeric, rtol=1e-7, atol=1e-9)
 
 
@@ -149,11 +149,12 @@ def test_non_contiguous_and_integer_inputs(backend):
     value = fl.mse(t.T, p.T)
     np.testing.assert_allclose(value, reference_value("mean_squared_error", t.T, p.T))
     ti, pi = np.array([[1, 2], [3, 4]]), np.array([[2, 2], [5, 4]], dtype=np.int16)
-    value, grad = fl.mse.value_and_grad(ti, pi)
+    value, grad = fl.mse.value_and_grad(ti, pi, reduction="sum_over_batch_size")
     assert value.dtype == np.float32 and grad.dtype == np.float32
     assert value == np.float32(1.25)
     np.testing.assert_array_equal(grad, np.array([[0.5, 0], [1.0, 0]], np.float32))
-    value = fl.mae(np.array([True, False]), np.array([1.0, 1.0], np.float16))
+    value = fl.mae(np.array([True, False]), np.array([1.0, 1.0], np.float16),
+                   reduction="sum_over_batch_size")
     assert value.dtype == np.float32 and value == 0.5
 
 

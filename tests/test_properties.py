@@ -20,6 +20,9 @@ import loss_cases
 from loss_cases import MAKERS, calls, reductions
 from pairwise_references import circle_reference_grad
 
+# Drawn shapes include a class axis of 1, where Keras's categorical crossentropies warn.
+pytestmark = pytest.mark.filterwarnings("ignore:In loss categorical:SyntaxWarning")
+
 # (set by conftest.py; not imported from it: benchmarks/ has a conftest too)
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 NAMES = sorted(fl.LOSSES)

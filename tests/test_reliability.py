@@ -184,7 +184,7 @@ def test_hinge_with_zero_one_labels_copies_only_the_labels(name):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert value == expected
+    np.testing.assert_array_equal(value, expected)
     assert peak <= grad.nbytes + t.nbytes + SMALL_CONSTANT, peak
 
 

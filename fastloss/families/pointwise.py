@@ -31,12 +31,13 @@ class Pointwise(Family):
     name = "pointwise"
 
     def __init__(self, element, kernel_values=None, row_reduction="mean", prepare_labels=None,
-                 pred_range=None, prepare=None):
+                 pred_range=None, prepare=None, same_shape=False):
         super().__init__(element, kernel_values)
         self.row_reduction = row_reduction
         self.prepare_labels = prepare_labels
         self.pred_range = pred_range
         self.prepare = prepare
+        self.same_shape = same_shape  # y_true must have y_pred's shape, no broadcasting
 
     def compute(self, request):
         if request.reduction == "batchmean":
@@ -77,6 +78,8 @@ class Pointwise(Family):
         keras = request.loss.convention == "keras"
         options = request.options
         y_true, weight = request.arrays["y_true"], options.get("weight")
+        if self.same_shape:
+            check_same_shape(name, np.shape(y_true), np.shape(request.arrays["y_pred"]), keras)
         if self.prepare is not None:
             y_true, weight = self.prepare(request, options)
         p = placement.asarray(request.arrays["y_pred"], "y_pred")
@@ -181,3 +184,13 @@ def _check_range(name, p, bounds):
         return
     raise ValueError(f"{name}: y_pred must lie in [{lo:g}, {hi:g}] (probabilities), "
                      f"got values from {pmin} to {pmax}")
+
+
+def check_same_shape(name, t_shape, p_shape, keras):
+    """Keras's binary crossentropies refuse targets of another shape (after its squeeze or
+    expand of a trailing axis of size 1): broadcast, a likely mistake (class indices given
+    to a binary loss) would give a wrong number."""
+    shapes = squeeze_or_expand_to_same_rank(t_shape, p_shape) if keras else (t_shape, p_shape)
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"{name}: y_true of shape {tuple(t_shape)} and y_pred of shape "
+                         f"{tuple(p_shape)} must have the same shape")

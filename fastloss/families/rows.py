@@ -11,6 +11,8 @@ value raises), dense targets of the predictions' shape, the class axis (Keras's
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 
 import numpy as np
 
@@ -29,13 +31,16 @@ class Rows(Family):
     loss reads y_pred only).  parts: the row splits into this many equal parts.
     ignore: the name of the option holding the ignored label ("ignore_class",
     "ignore_index") or None.  torch_mean: how PyTorch's "mean" divides: "weights" (by the
-    summed weight of the non-ignored targets, as cross_entropy/nll_loss) or "rows"."""
+    summed weight of the non-ignored targets, as cross_entropy/nll_loss) or "rows".
+    warn_one_class: warn, as Keras's categorical crossentropies do, when y_pred has a
+    single class (every loss is then 0: a binary problem wants a binary loss)."""
 
     name = "rows"
 
     def __init__(self, element, kernel_values=None, targets="labels", ignore=None,
-                 torch_mean="rows", parts=1):
+                 torch_mean="rows", parts=1, warn_one_class=False):
         super().__init__(element, kernel_values)
+        self.warn_one_class = warn_one_class
         self.targets = targets
         self.ignore = ignore
         self.torch_mean = torch_mean
@@ -57,6 +62,11 @@ class Rows(Family):
         C = p.shape[-1]
         if C == 0:
             raise ValueError(f"{name}: y_pred of shape {pred_shape} has no classes")
+        if C == 1 and self.warn_one_class:
+            warnings.warn(f"In loss {name}, expected y_pred.shape to be (batch_size, "
+                          f"num_classes) with num_classes > 1. Received: y_pred.shape="
+                          f"{pred_shape}. Consider using 'binary_crossentropy' if you only "
+                          "have 2 classes.", SyntaxWarning, stacklevel=_caller_level())
         if C % self.parts:
             raise ValueError(f"{name}: the last axis of y_pred (shape {pred_shape}) must "
                              f"split into {self.parts} equal parts")
@@ -78,8 +88,8 @@ class Rows(Family):
                 t_shape, _ = squeeze_or_expand_to_same_rank(t_raw.shape, pred_shape)
                 t_raw = t_raw.reshape(t_shape)
             if t_raw.shape != pred_shape:
-                raise ValueError(f"{name}: y_true of shape {t_raw.shape} must have "
-                                 f"y_pred's shape {pred_shape}")
+                raise ValueError(f"{name}: y_true of shape {t_raw.shape} and y_pred of shape "
+                                 f"{pred_shape} must have the same shape")
             t = xp.ascontiguousarray(xp.moveaxis(t_raw, axis, -1), dtype=dtype).reshape(-1)
         else:
             labels, valid = self._labels(name, keras, t_raw, pred_shape, axis, values_shape, C,
@@ -231,3 +241,11 @@ class Rows(Family):
             raise ValueError(f"{name}: sample_weight of shape {w.shape} does not broadcast "
                              f"to the per-sample loss of shape {tuple(values_shape)}")
         return w.reshape(w_shape).astype(dtype) * mask.reshape(m_shape)
+
+
+def _caller_level():
+    """The warnings stacklevel of the first frame outside fastloss (the caller's line)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("fastloss"):
+        frame, level = frame.f_back, level + 1
+    return level
