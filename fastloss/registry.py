@@ -189,6 +189,11 @@ class LossSpec:
             lines.append("    (none)")
         reductions = ", ".join(repr(r) for r in self.reductions if r is not None)
         lines += ["", f"reduction: one of {reductions}; default {self.default_reduction!r}."]
+        if self.class_reduction != self.default_reduction:
+            reduced_by = (f"; the class {self.class_name} reduces with "
+                          f"{self.class_reduction!r}" if self.class_name else "")
+            lines.append(f"(As Keras's functions, unreduced by default: per-sample "
+                         f"losses{reduced_by}.)")
         if self.takes_sample_weight:
             lines.append("sample_weight: per-sample weights, broadcast as Keras does.")
         if mode != "value":
