@@ -93,8 +93,7 @@ def _loss_dtype(dtype, name):
     try:
         result = np.dtype(dtype)
     except TypeError:
-        raise ValueError(f"{name}: dtype must be a float dtype (float16, bfloat16, float32, "
-                         f"float64), got {dtype!r}") from None
+        result = None
     if result not in (np.float16, np.float32, np.float64):
         raise ValueError(f"{name}: dtype must be a float dtype (float16, bfloat16, float32, "
                          f"float64), got {dtype!r}")

@@ -37,7 +37,10 @@ class Pointwise(Family):
         self.prepare_labels = prepare_labels
         self.pred_range = pred_range
         self.prepare = prepare
-        self.same_shape = same_shape  # y_true must have y_pred's shape, no broadcasting
+        # y_true must have y_pred's shape (after Keras's squeeze/expand), not broadcast:
+        # Keras's binary crossentropies refuse it, a likely mistake (class indices given
+        # to a binary loss) that broadcasting would turn into a wrong number.
+        self.same_shape = same_shape
 
     def compute(self, request):
         if request.reduction == "batchmean":
@@ -78,8 +81,6 @@ class Pointwise(Family):
         keras = request.loss.convention == "keras"
         options = request.options
         y_true, weight = request.arrays["y_true"], options.get("weight")
-        if self.same_shape:
-            check_same_shape(name, np.shape(y_true), np.shape(request.arrays["y_pred"]), keras)
         if self.prepare is not None:
             y_true, weight = self.prepare(request, options)
         p = placement.asarray(request.arrays["y_pred"], "y_pred")
@@ -92,6 +93,9 @@ class Pointwise(Family):
             t_shape, p_shape = squeeze_or_expand_to_same_rank(t.shape, p.shape)
         else:
             t_shape, p_shape = t.shape, p.shape
+        if self.same_shape and t_shape != p_shape:
+            raise ValueError(f"{name}: y_true of shape {t.shape} and y_pred of shape "
+                             f"{pred_shape} must have the same shape")
         if not broadcasts_to(t_shape, p_shape):
             raise ValueError(f"{name}: y_true of shape {t.shape} does not broadcast to "
                              f"y_pred of shape {pred_shape}")
@@ -185,12 +189,3 @@ def _check_range(name, p, bounds):
     raise ValueError(f"{name}: y_pred must lie in [{lo:g}, {hi:g}] (probabilities), "
                      f"got values from {pmin} to {pmax}")
 
-
-def check_same_shape(name, t_shape, p_shape, keras):
-    """Keras's binary crossentropies refuse targets of another shape (after its squeeze or
-    expand of a trailing axis of size 1): broadcast, a likely mistake (class indices given
-    to a binary loss) would give a wrong number."""
-    shapes = squeeze_or_expand_to_same_rank(t_shape, p_shape) if keras else (t_shape, p_shape)
-    if shapes[0] != shapes[1]:
-        raise ValueError(f"{name}: y_true of shape {tuple(t_shape)} and y_pred of shape "
-                         f"{tuple(p_shape)} must have the same shape")
