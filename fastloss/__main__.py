@@ -1,41 +1,37 @@
 """The command line: ``python -m fastloss bench``, ``warmup`` and ``table``."""
 
 import argparse
+import os
 import sys
 import time
 
 
 def warmup(args):
     """Compiles every CPU kernel (serial and parallel, float32 and float64) into Numba's
-    on-disk cache by calling each loss on tiny inputs; on a CUDA machine, the GPU ones too."""
-    import numpy as np
-
+    on-disk cache by calling each loss on tiny inputs, in ``--jobs`` processes at once
+    (each a share of the losses: Numba compiles one function at a time per process); on
+    a CUDA machine, the GPU kernels too."""
     import fastloss
-    from fastloss import _config
-    from fastloss._bench import arguments, reduced
-
-    def call_all(xp, dtype):
-        t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
-        p = xp.asarray(np.linspace(0.95, 0.05, 6).reshape(2, 3), dtype=dtype)
-        for name, loss in fastloss.LOSSES.items():
-            args = arguments(name, t, p)
-            loss(*args, **reduced(loss))
-            loss.grad(*args, **reduced(loss))
-            loss.value_and_grad(*args, **reduced(loss))
+    from fastloss._bench import call_every_mode, warm_cpu
 
     start = time.perf_counter()
-    saved = _config.PARALLEL_THRESHOLD
-    try:
-        with fastloss.backend("cpu"):
-            for threshold in (sys.maxsize, 0):  # serial kernels, then parallel ones
-                _config.PARALLEL_THRESHOLD = threshold
-                for dtype in ("float32", "float64"):
-                    call_all(np, dtype)
-    finally:
-        _config.PARALLEL_THRESHOLD = saved
-    compiled, loaded, missed = _count_cpu_kernels()
+    names = list(fastloss.LOSSES)
+    jobs = min(args.jobs or os.cpu_count() or 1, len(names))
+    shares = [names[i::jobs] for i in range(jobs)]
+    if jobs == 1:
+        results = [warm_cpu(names)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(warm_cpu, shares))
+    compiled = sum(r[0] for r in results)
+    loaded = sum(r[1] for r in results)
+    # (a kernel two losses share is counted once per process that met it)
+    missed = sorted(set.intersection(*(set(r[2]) for r in results)))
     print(f"CPU: {compiled + loaded} kernels ({compiled} compiled, {loaded} loaded from "
-          f"Numba's cache) in {time.perf_counter() - start:.1f} s")
+          f"Numba's cache) in {time.perf_counter() - start:.1f} s, {jobs} process(es)")
     if missed:
         print(f"not reached by any loss (no float32 and float64 versions): {', '.join(missed)}",
               file=sys.stderr)
@@ -46,22 +42,10 @@ def warmup(args):
         start = time.perf_counter()
         with fastloss.backend("cuda"):
             for dtype in ("float32", "float64"):
-                call_all(cupy, dtype)
+                call_every_mode(names, cupy, dtype)
         cupy.cuda.get_current_stream().synchronize()
         print(f"CUDA: kernels compiled in {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _count_cpu_kernels():
-    """(compiled, loaded from the cache, names of kernels not compiled for both dtypes)
-    over the kernel signatures of this process."""
-    from fastloss.kernels import generated_cpu
-
-    kernels = {name: getattr(generated_cpu, name) for name in sorted(generated_cpu.KERNEL_ELEMENTS)}
-    loaded = sum(len(k.stats.cache_hits) for k in kernels.values())
-    compiled = sum(len(k.signatures) for k in kernels.values()) - loaded
-    missed = [name for name, k in kernels.items() if len(k.signatures) < 2]
-    return compiled, loaded, missed
 
 
 def _cuda_available():
@@ -122,6 +106,9 @@ def parser():
     w = sub.add_parser("warmup", help="compile every kernel into Numba's cache ahead of time",
                        description="Compiles every CPU kernel (serial and parallel, float32 and "
                                    "float64) and, on a CUDA machine with CuPy, every GPU kernel.")
+    w.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="processes that compile at once, each a share of the losses "
+                        "(default: one per core)")
     w.set_defaults(func=warmup)
 
     t = sub.add_parser("table", help="print the README's loss table, from the registry",

@@ -611,6 +611,54 @@ def compile_ahead(names, n, dtype="float32", row=ROW, jobs=None):
         list(pool.map(_compile_calls, shares, [n] * jobs, [dtype] * jobs, [row] * jobs))
 
 
+def call_every_mode(names, xp, dtype):
+    """Every mode of each loss in ``names`` on tiny ``xp`` inputs of ``dtype``."""
+    import numpy as np
+
+    import fastloss
+
+    t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
+    p = xp.asarray(np.linspace(0.95, 0.05, 6).reshape(2, 3), dtype=dtype)
+    for name in names:
+        loss = fastloss.LOSSES[name]
+        args = arguments(name, t, p)
+        loss(*args, **reduced(loss))
+        loss.grad(*args, **reduced(loss))
+        loss.value_and_grad(*args, **reduced(loss))
+
+
+def warm_cpu(names):
+    """(compiled, loaded, kernels not met in both dtypes) after calling every loss of
+    ``names`` on the serial and the parallel CPU kernels, in float32 and float64."""
+    import numpy as np
+
+    import fastloss
+    from fastloss import _config
+
+    saved = _config.PARALLEL_THRESHOLD
+    try:
+        with fastloss.backend("cpu"):
+            for threshold in (sys.maxsize, 0):  # serial kernels, then parallel ones
+                _config.PARALLEL_THRESHOLD = threshold
+                for dtype in ("float32", "float64"):
+                    call_every_mode(names, np, dtype)
+    finally:
+        _config.PARALLEL_THRESHOLD = saved
+    return count_cpu_kernels()
+
+
+def count_cpu_kernels():
+    """(compiled, loaded from the cache, names of kernels not compiled for both dtypes)
+    over the kernel signatures of this process."""
+    from fastloss.kernels import generated_cpu
+
+    kernels = {name: getattr(generated_cpu, name) for name in sorted(generated_cpu.KERNEL_ELEMENTS)}
+    loaded = sum(len(k.stats.cache_hits) for k in kernels.values())
+    compiled = sum(len(k.signatures) for k in kernels.values()) - loaded
+    missed = [name for name, k in kernels.items() if len(k.signatures) < 2]
+    return compiled, loaded, missed
+
+
 def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW):
     """Times every loss in ``names`` in each mode, each implementation in turn with a
     copy of the same data, so the copy is measured throughout the run (its GB/s is the

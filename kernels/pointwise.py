@@ -32,7 +32,7 @@ def plan(R, C):
     return (R + rows_per_task - 1) // rows_per_task, rows_per_task, 0
 
 
-_plan = njit(inline="always")(plan)
+_plan = njit(plan)
 
 
 @njit(inline="always")
@@ -100,7 +100,7 @@ def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, p
                   (ga, gb), partials, VALUE, GRAD)
 
 
-@njit(inline="always")
+@njit
 def ordered_total(partials, n):
     """sum(partials[:n]) in index order: the fixed order that makes results repeatable."""
     total = 0.0

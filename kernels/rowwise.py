@@ -17,7 +17,7 @@ def plan(R, C):
     return (R + rows_per_task - 1) // rows_per_task, rows_per_task
 
 
-_plan = njit(inline="always")(plan)
+_plan = njit(plan)
 
 
 @njit(inline="always")
