@@ -8,7 +8,7 @@ options as one tuple of ``OPTION_SLOTS`` values, so they have one signature; the
 generated ``bind_<element>`` spreads it over the named parameters.)  A kernel that needs only the
 value drops the derivative and LLVM removes its arithmetic.
 
-The same Python functions are compiled for the CPU here (functions of their own,
+The same Python functions are compiled for the CPU here (``njit(inline="always")``,
 calling the vectorisable ``exp``/``log``/``log1p`` of ``_math``) and for CUDA in
 ``pointwise_cuda`` (the same names rebound to the ``math`` module's, which CUDA
 lowers to the hardware's functions).  Constants are written ``T(c)`` with
@@ -20,7 +20,6 @@ import math
 from numba import njit
 
 from ._math import exp, log, log1p
-from .pointwise import FASTMATH
 
 ELEMENTS = {}
 # Most named options an element function takes (the length of the kernels' option tuple).
@@ -32,19 +31,10 @@ OPTION_SLOTS = 4
 HELPERS = {}
 
 
-def _compiled(fn):
-    """An element or helper as a function of its own, compiled once per dtype and shared
-    by the kernels that call it (LLVM inlines it into their loops).  Inlined in Numba's
-    IR instead, it was re-typed in each of the six kernels of a loss: a fifth of all
-    compile time.  It carries the kernels' fastmath flags and error model itself, as a
-    function of its own does not get its caller's."""
-    return njit(fastmath=FASTMATH, error_model="numpy")(fn)
-
-
 def element(fn):
-    """Register an element function and compile it for the CPU kernels."""
+    """Register an element function and compile it for inlining into CPU kernels."""
     ELEMENTS[fn.__name__] = fn
-    return _compiled(fn)
+    return njit(inline="always")(fn)
 
 
 # Elements of two prediction arrays: ``(t, a, b, options...) -> (loss, d loss/d a, d loss/d b)``
@@ -54,13 +44,13 @@ PAIR_ELEMENTS = {}
 
 def pair_element(fn):
     PAIR_ELEMENTS[fn.__name__] = fn
-    return _compiled(fn)
+    return njit(inline="always")(fn)
 
 
 def helper(fn):
     """Register a helper of the element functions, compiled like them."""
     HELPERS[fn.__name__] = fn
-    return _compiled(fn)
+    return njit(inline="always")(fn)
 
 
 @helper

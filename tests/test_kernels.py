@@ -133,6 +133,44 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
     assert int(result.stdout) == len(_generate.MODES) + (len(elements) - 1) * element_modes
 
 
+VECTORISED = r"""
+    import re
+    from numba import float32, float64, int64, types
+    from fastloss.kernels import elements, generated_cpu
+    a, w = float32[::1], float64[::1]
+    o = types.UniTuple(float32, elements.OPTION_SLOTS)
+    sigs = {"pointwise": (a, a, o, int64, w, w, w, a, a, w),
+            "pair": (a, a, a, o, int64, w, w, w, a, a, a, w)}
+    for family, names in (("pointwise", elements.ELEMENTS), ("pair", elements.PAIR_ELEMENTS)):
+        for name in sorted(names):
+            kernel = getattr(generated_cpu, f"{name}_value_and_grad_serial")
+            kernel.compile(sigs[family])
+            ir = kernel.inspect_llvm(sigs[family])
+            body = next(b for b in re.split(r"\n(?=define )", ir)
+                        if b.startswith("define") and "cpython" not in b.split("(")[0]
+                        and "cfunc" not in b.split("(")[0])
+            calls = sorted({c for c in re.findall(r'call [^@]*@"?([\w.$]+)', body)
+                            if not c.startswith(("llvm.", "NRT_"))})
+            vector = len(re.findall(r"<(?:4|8|16) x float>", body))
+            print(name, vector, ",".join(calls) or "-")
+"""
+
+
+@pytest.mark.slow
+def test_pointwise_kernels_vectorise_with_no_calls_in_their_loops(tmp_path):
+    """Every pointwise element's float32 kernel, read in LLVM IR: no call left (a scalar
+    libm function, an element or helper that LLVM did not inline) and vector float
+    arithmetic present, so a new loss or a change to the shared math cannot silently
+    lose vectorisation.  (A fresh cache: Numba keeps no IR for kernels it loads.)"""
+    from fastloss.kernels import elements
+
+    out = run_python(VECTORISED, NUMBA_CACHE_DIR=str(tmp_path))
+    rows = [line.split() for line in out.splitlines()]
+    assert {r[0] for r in rows} == {*elements.ELEMENTS, *elements.PAIR_ELEMENTS}
+    assert [r for r in rows if r[2] != "-"] == []
+    assert [r for r in rows if int(r[1]) == 0] == []
+
+
 def test_cpu_path_never_imports_cuda_and_import_compiles_nothing():
     code = """
         import sys
