@@ -1,7 +1,6 @@
 """The command line: ``python -m fastloss bench``, ``warmup`` and ``table``."""
 
 import argparse
-import os
 import sys
 import time
 
@@ -12,26 +11,17 @@ def warmup(args):
     (each a share of the losses: Numba compiles one function at a time per process); on
     a CUDA machine, the GPU kernels too."""
     import fastloss
-    from fastloss._bench import call_every_mode, warm_cpu
+    from fastloss._bench import call_every_mode, in_processes, warm_cpu
 
     start = time.perf_counter()
     names = list(fastloss.LOSSES)
-    jobs = min(args.jobs or os.cpu_count() or 1, len(names))
-    shares = [names[i::jobs] for i in range(jobs)]
-    if jobs == 1:
-        results = [warm_cpu(names)]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(warm_cpu, shares))
+    results = in_processes(warm_cpu, names, args.jobs)
     compiled = sum(r[0] for r in results)
     loaded = sum(r[1] for r in results)
     # (a kernel two losses share is counted once per process that met it)
     missed = sorted(set.intersection(*(set(r[2]) for r in results)))
     print(f"CPU: {compiled + loaded} kernels ({compiled} compiled, {loaded} loaded from "
-          f"Numba's cache) in {time.perf_counter() - start:.1f} s, {jobs} process(es)")
+          f"Numba's cache) in {time.perf_counter() - start:.1f} s, {len(results)} process(es)")
     if missed:
         print(f"not reached by any loss (no float32 and float64 versions): {', '.join(missed)}",
               file=sys.stderr)

@@ -600,21 +600,26 @@ def compile_ahead(names, n, dtype="float32", row=ROW, jobs=None):
     one per core), each a share of the losses, into Numba's on-disk cache, where the
     timing process then finds them.  Numba compiles one function at a time per process,
     so on a cold cache this divides the bench's compile time by the cores."""
+    if min(jobs or os.cpu_count() or 1, len(names)) > 1:
+        in_processes(_compile_calls, names, jobs, n, dtype, row)
+
+
+def in_processes(fn, names, jobs=None, *args):
+    """``[fn(share, *args) for each share]``: ``names`` dealt into ``jobs`` shares (default:
+    one per core), each run in a process of its own, all at once (one job: run here)."""
     jobs = min(jobs or os.cpu_count() or 1, len(names))
     if jobs <= 1:
-        return
+        return [fn(names, *args)]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     shares = [names[i::jobs] for i in range(jobs)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(_compile_calls, shares, [n] * jobs, [dtype] * jobs, [row] * jobs))
+        return list(pool.map(fn, shares, *([a] * jobs for a in args)))
 
 
 def call_every_mode(names, xp, dtype):
     """Every mode of each loss in ``names`` on tiny ``xp`` inputs of ``dtype``."""
-    import numpy as np
-
     import fastloss
 
     t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
@@ -630,8 +635,6 @@ def call_every_mode(names, xp, dtype):
 def warm_cpu(names):
     """(compiled, loaded, kernels not met in both dtypes) after calling every loss of
     ``names`` on the serial and the parallel CPU kernels, in float32 and float64."""
-    import numpy as np
-
     import fastloss
     from fastloss import _config
 

@@ -85,6 +85,8 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
     over the test workers).  Every element in each mode in which it runs other code: a
     pointwise element is the same code in every mode (value_and_grad), a row element
     branches on GRAD (value and value_and_grad); the family bodies in all three modes."""
+    element_modes = (("value_and_grad",) if body.startswith("pointwise")
+                     else ("value", "value_and_grad"))
     code = f"""
         from numba import cuda, float32, float64, int64, types
         from fastloss.kernels import generated_cuda, pointwise_cuda
@@ -109,10 +111,8 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
                 "rowwise": (a, int64[::1], a, float64[::1], o) + tail,
                 "tuplewise": (a,) * 5 + (o,) + middle + (a,) * 4 + (float64[::1],)}}["{body}"]
         names = sorted(next(elements for body, _, elements in FAMILIES if body == "{body}"))
-        element_modes = (("value_and_grad",) if "{body}".startswith("pointwise")
-                         else ("value", "value_and_grad"))
         for name in names:
-            for mode in (MODES if name == names[0] else element_modes):
+            for mode in (MODES if name == names[0] else {element_modes!r}):
                 ptx, _ = cuda.compile_ptx(
                     getattr(generated_cuda, f"{{name}}_{{mode}}").py_func, sig, cc=(9, 0))
                 assert ".target sm_90" in ptx
@@ -129,8 +129,7 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
                             text=True, env={**env, "NUMBA_ENABLE_CUDASIM": "0"}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     elements = next(elements for name, _, elements in _generate.FAMILIES if name == body)
-    element_modes = 1 if body.startswith("pointwise") else 2
-    assert int(result.stdout) == len(_generate.MODES) + (len(elements) - 1) * element_modes
+    assert int(result.stdout) == len(_generate.MODES) + (len(elements) - 1) * len(element_modes)
 
 
 VECTORISED = r"""
