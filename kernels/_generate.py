@@ -21,6 +21,9 @@ MODES = {"value": (True, False), "grad": (False, True), "value_and_grad": (True,
 FAMILIES = tuple((body, ", ".join(KERNEL_ARGS[body]), elements) for body, elements in (
     ("pointwise", ELEMENTS), ("pointwise_pair", PAIR_ELEMENTS), ("rowwise", ROW_ELEMENTS),
     ("tuplewise", TUPLE_ELEMENTS)))
+# The function that makes a CPU kernel's value of its tasks' partials, per family body.
+TOTALS = {"pointwise": "pointwise_total", "pointwise_pair": "pointwise_total",
+          "rowwise": "rows_total", "tuplewise": "rows_total"}
 _names = [name for _, _, elements in FAMILIES for name in elements]
 assert len(_names) == len(set(_names)), "element names must be unique across families"
 # Kernels release the GIL (nogil): serial kernels called from several Python threads run
@@ -58,18 +61,45 @@ def binder(family, name, fn, prefix=""):
             f"    return {name}({', '.join(passed)})\n"]
 
 
-# The CPU kernels and binders are plain functions that become Numba dispatchers on first
-# use (the module's __getattr__): making all of them at import took ~0.1 s of a loss's
-# first call.
+# Each (element, mode) compiles its arithmetic once, in a task function (the tasks
+# ``first .. last - 1`` of the family's plan); the serial kernel calls it on all tasks,
+# the parallel one on a block of tasks per thread.  Compiling the loop inside each of the
+# two kernels instead took twice the time, the parallel one's mostly in Numba's parfor
+# passes over the inlined element.
+CPU_KERNELS = '''
+def _{kernel}_tasks({args}, first, last):
+    {family}(bind_{name}, {args}, first, last, {value}, {grad})
+
+
+def _{kernel}_serial({args}):
+    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
+    {kernel}_tasks({args}, first, last)
+    return {total}(C, row_out, partials, {value})
+
+
+def _{kernel}_parallel({args}):
+    blocks = task_blocks(partials.size)
+    for block in prange(blocks):
+        first, last = block_range(partials.size, block, blocks)
+        {kernel}_tasks({args}, first, last)
+    return {total}(C, row_out, partials, {value})
+'''
+
+# The CPU kernels, task functions and binders are plain functions that become Numba
+# dispatchers on first use (the module's __getattr__): making all of them at import took
+# ~0.1 s of a loss's first call.
 CPU_LAZY = '''
 
 def __getattr__(name):
-    """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
+    """``{element}_{mode}_{serial|parallel|tasks}``: the Numba dispatcher, made once."""
     if name not in KERNEL_ELEMENTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     binder = "bind_" + KERNEL_ELEMENTS[name]
     if binder not in globals():
         globals()[binder] = njit(inline="always")(globals()["_" + binder])
+    tasks = name.rsplit("_", 1)[0] + "_tasks"
+    if name != tasks and tasks not in globals():  # (Numba reads it from globals())
+        __getattr__(tasks)
     kernel = njit(parallel=name.endswith("_parallel"), cache=True, nogil=True,
                   fastmath=FASTMATH, error_model="numpy")(globals()["_" + name])
     globals()[name] = kernel
@@ -78,11 +108,12 @@ def __getattr__(name):
 
 
 def render_cpu():
-    lines = [header(CPU_SOURCES), "from numba import njit\n",
+    lines = [header(CPU_SOURCES), "from numba import njit, prange\n",
              f"from .elements import {', '.join(sorted({**ELEMENTS, **PAIR_ELEMENTS}))}",
-             "from .pointwise import FASTMATH, pointwise, pointwise_pair",
+             "from .pointwise import (FASTMATH, block_range, pointwise, pointwise_pair, "
+             "pointwise_total,\n                        task_blocks)",
              f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
-             "from .rowwise import rowwise, tuplewise\n"]
+             "from .rowwise import rows_total, rowwise, tuplewise\n"]
     kernel_elements = {}
     options = {}
     for family, args, elements in FAMILIES:
@@ -90,12 +121,12 @@ def render_cpu():
         for name in sorted(elements):
             lines += ["", *binder(family, name, elements[name], prefix="_")]
             for mode, (value, grad) in MODES.items():
-                for suffix in ("serial", "parallel"):
-                    kernel = f"{name}_{mode}_{suffix}"
-                    kernel_elements[kernel] = name
-                    lines += ["",
-                              f"def _{kernel}({args}):",
-                              f"    return {family}(bind_{name}, {args}, {value}, {grad})\n"]
+                kernel = f"{name}_{mode}"
+                kernel_elements.update((f"{kernel}_{suffix}", name)
+                                       for suffix in ("tasks", "serial", "parallel"))
+                lines.append(CPU_KERNELS.format(kernel=kernel, args=args, family=family,
+                                                name=name, value=value, grad=grad,
+                                                total=TOTALS[family]))
     lines[6:6] = ["# Each element's named options: the order of the option tuple's slots.",
                   f"ELEMENT_OPTIONS = {dict(sorted(options.items()))!r}",
                   "# The element each kernel computes.",

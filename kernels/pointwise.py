@@ -12,7 +12,7 @@ partials are added in task order, and per-row results of split rows are added fr
 their chunks in order: so the result is bitwise the same for any number of threads.
 """
 
-from numba import njit, prange
+from numba import njit
 
 # Elements per task: large enough to amortise a task, small enough to balance threads.
 CHUNK = 4096
@@ -73,8 +73,9 @@ def _pair_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
 
 
 @njit(inline="always")
-def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
-    """The generic pointwise kernel body.
+def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last,
+              VALUE, GRAD):
+    """The generic pointwise kernel body: runs tasks ``first .. last - 1`` of ``plan``.
 
     t, p      flat inputs (compute dtype), ``R * C`` elements
     o         the loss's scalar options (a tuple), in the compute dtype
@@ -82,22 +83,22 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, V
     coef      per-row gradient factor (size R, or 1), multiplied by ``gscale[0]``
     row_out   per-row ``weight * sum`` (size R), or size 0 when not wanted
     grad      gradient output (size R * C), written when GRAD
-    partials  one float64 slot per task (``plan``)
+    partials  one float64 slot per task (``plan``): each task writes its weighted sum
     VALUE, GRAD  compile-time flags: what to compute (a value-less kernel skips the
               loss arithmetic, a gradient-less one writes nothing but partials)
-    Returns the weighted sum of row sums, ``sum_r weight_r * sum_j loss_rj``.
+    ``pointwise_total`` then makes the value of the partials.
     """
-    return _tasks(_segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials,
-                  VALUE, GRAD)
+    _tasks(_segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first,
+           last, VALUE, GRAD)
 
 
 @njit(inline="always")
 def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials,
-                   VALUE, GRAD):
+                   first, last, VALUE, GRAD):
     """The pointwise body for losses of two prediction arrays ``a`` and ``b`` (a pair
     element returns ``(loss, d/da, d/db)``), writing both gradients ``ga`` and ``gb``."""
-    return _tasks(_pair_segment, elem, t, (a, b), o, C, weight, coef, gscale, row_out,
-                  (ga, gb), partials, VALUE, GRAD)
+    _tasks(_pair_segment, elem, t, (a, b), o, C, weight, coef, gscale, row_out, (ga, gb),
+           partials, first, last, VALUE, GRAD)
 
 
 @njit
@@ -110,32 +111,32 @@ def ordered_total(partials, n):
 
 
 @njit(inline="always")
-def _tasks(segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE,
-           GRAD):
+def _tasks(segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first,
+           last, VALUE, GRAD):
     """The task loop of both pointwise bodies; ``segment`` sums (and differentiates) a
     stretch of elements."""
     R = t.size // C
-    ntasks, rows_per_task, chunks_per_row = _plan(R, C)
+    _, rows_per_task, chunks_per_row = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0
     g0 = gscale[0]
     T = type(o[0])
     want_rows = row_out.size > 0
-    for task in prange(ntasks):
+    for task in range(first, last):
         # A task is a stretch of one row (layout A) or whole rows (layout B); one loop
         # over its rows serves both, so the element's loop is compiled once.
         if chunks_per_row > 0:
-            first = task // chunks_per_row
-            last = first + 1
-            start = first * C + (task - first * chunks_per_row) * CHUNK
-            stop = min(start + CHUNK, last * C)
+            first_row = task // chunks_per_row
+            last_row = first_row + 1
+            start = first_row * C + (task - first_row * chunks_per_row) * CHUNK
+            stop = min(start + CHUNK, last_row * C)
         else:
-            first = task * rows_per_task
-            last = min(R, first + rows_per_task)
-            start = first * C
-            stop = last * C
+            first_row = task * rows_per_task
+            last_row = min(R, first_row + rows_per_task)
+            start = first_row * C
+            stop = last_row * C
         acc = 0.0
-        for r in range(first, last):
+        for r in range(first_row, last_row):
             s = segment(elem, t, p, o, max(start, r * C), min(stop, (r + 1) * C),
                         T(coef[r * coef_step] * g0), grad, GRAD)
             if VALUE:
@@ -145,9 +146,35 @@ def _tasks(segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, parti
                 acc += s
         if VALUE:
             partials[task] = acc
+
+
+# The most blocks of consecutive tasks a parallel kernel cuts its tasks into (a block is
+# one call of the kernel's task function; Numba's static schedule deals them out to the
+# threads).  A constant, not the thread count: reading that from compiled code makes
+# the kernel uncacheable.  Results never depend on it.
+MAX_BLOCKS = 256
+
+
+@njit(inline="always")
+def task_blocks(ntasks):
+    """How many blocks a parallel kernel cuts ``ntasks`` tasks into."""
+    return min(ntasks, MAX_BLOCKS)
+
+
+@njit(inline="always")
+def block_range(ntasks, block, blocks):
+    """(first task, end) of block ``block`` of ``blocks``."""
+    return ntasks * block // blocks, ntasks * (block + 1) // blocks
+
+
+@njit(inline="always")
+def pointwise_total(C, row_out, partials, VALUE):
+    """The value from the tasks' partials, in task order; the per-row values of rows split
+    into several tasks (layout A) from their chunks, in order."""
     if not VALUE:
         return 0.0
-    if want_rows and chunks_per_row > 0:
-        for r in range(R):
+    if row_out.size > 0 and C >= CHUNK:
+        chunks_per_row = (C + CHUNK - 1) // CHUNK
+        for r in range(row_out.size):
             row_out[r] = ordered_total(partials[r * chunks_per_row:], chunks_per_row)
-    return ordered_total(partials, ntasks)
+    return ordered_total(partials, partials.size)

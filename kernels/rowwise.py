@@ -6,7 +6,7 @@ added in task order, so results are bitwise the same for any number of threads.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .pointwise import CHUNK, ordered_total
 
@@ -22,8 +22,8 @@ _plan = njit(plan)
 
 @njit(inline="always")
 def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials,
-            VALUE, GRAD):
-    """The generic row-wise kernel body.
+            first, last, VALUE, GRAD):
+    """The generic row-wise kernel body: runs tasks ``first .. last - 1`` of ``plan``.
 
     t        dense targets, ``R * C`` (size 0 with integer labels)
     labels   one class index per row (size 0 with dense targets); a negative label marks
@@ -31,10 +31,10 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
     p        predictions, ``R * C``;  cw  class weights (size C, or 0 for none)
     o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD
              as for the pointwise body (per-row weight and gradient factor, ...)
-    Returns ``sum_r weight_r * loss_r``.
+    ``rows_total`` then makes the value, ``sum_r weight_r * loss_r``, of the partials.
     """
-    return _rows(_class_row, row_elem, (t, labels, p, cw), p.size // C, o, C, weight, coef,
-                 gscale, row_out, grad, partials, VALUE, GRAD)
+    _rows(_class_row, row_elem, (t, labels, p, cw), p.size // C, o, C, weight, coef, gscale,
+          row_out, grad, partials, first, last, VALUE, GRAD)
 
 
 @njit(inline="always")
@@ -57,7 +57,7 @@ def _class_row(row_elem, inputs, o, C, scale, grad, r, shared, GRAD):
 
 @njit(inline="always")
 def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd,
-              partials, VALUE, GRAD):
+              partials, first, last, VALUE, GRAD):
     """The kernel body for rows of several inputs (triplets, pairs, quadruplets).
 
     a, b, c, d   the prediction arrays, ``R * C`` each (the unused ones size 0)
@@ -68,8 +68,8 @@ def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, 
         loss = elem(y_r, (a_r, b_r, c_r, d_r), o, (ga_r, gb_r, gc_r, gd_r), scale,
                     lane, lanes, shared, GRAD)
     """
-    return _rows(_tuple_row, elem, (y, a, b, c, d), a.size // C, o, C, weight, coef, gscale,
-                 row_out, (ga, gb, gc, gd), partials, VALUE, GRAD)
+    _rows(_tuple_row, elem, (y, a, b, c, d), a.size // C, o, C, weight, coef, gscale, row_out,
+          (ga, gb, gc, gd), partials, first, last, VALUE, GRAD)
 
 
 @njit(inline="always")
@@ -87,15 +87,15 @@ def _tuple_row(elem, inputs, o, C, scale, grad, r, shared, GRAD):
 
 @njit(inline="always")
 def _rows(row_loss, elem, inputs, R, o, C, weight, coef, gscale, row_out, grad, partials,
-          VALUE, GRAD):
+          first, last, VALUE, GRAD):
     """The task loop of both row bodies: whole rows per task, one partial per task."""
-    ntasks, rows_per_task = _plan(R, C)
+    _, rows_per_task = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0
     want_rows = row_out.size > 0
     T = type(o[0])
     shared = np.empty(0)  # the lanes' scratch: unused on the CPU
-    for task in prange(ntasks):
+    for task in range(first, last):
         acc = 0.0
         for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
             loss = row_loss(elem, inputs, o, C, T(coef[r * coef_step] * gscale[0]), grad, r,
@@ -107,4 +107,9 @@ def _rows(row_loss, elem, inputs, R, o, C, weight, coef, gscale, row_out, grad, 
                 acc += loss
         if VALUE:
             partials[task] = acc
-    return ordered_total(partials, ntasks) if VALUE else 0.0
+
+
+@njit(inline="always")
+def rows_total(C, row_out, partials, VALUE):
+    """The value from the tasks' partials, in task order."""
+    return ordered_total(partials, partials.size) if VALUE else 0.0
