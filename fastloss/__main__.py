@@ -1,6 +1,7 @@
 """The command line: ``python -m fastloss bench``, ``warmup`` and ``table``."""
 
 import argparse
+import os
 import sys
 import time
 
@@ -8,20 +9,22 @@ import time
 def warmup(args):
     """Compiles every CPU kernel (serial and parallel, float32 and float64) into Numba's
     on-disk cache by calling each loss on tiny inputs, in ``--jobs`` processes at once
-    (each a share of the losses: Numba compiles one function at a time per process); on
-    a CUDA machine, the GPU kernels too."""
+    (each taking the next loss when done: Numba compiles one function at a time per
+    process); on a CUDA machine, the GPU kernels too."""
     import fastloss
     from fastloss._bench import call_every_mode, in_processes, warm_cpu
 
     start = time.perf_counter()
     names = list(fastloss.LOSSES)
-    results = in_processes(warm_cpu, names, args.jobs)
+    jobs = min(args.jobs or os.cpu_count() or 1, len(names))
+    results = in_processes(warm_cpu, names, jobs)
     compiled = sum(r[0] for r in results)
     loaded = sum(r[1] for r in results)
-    # (a kernel two losses share is counted once per process that met it)
+    # (a kernel two losses share is counted once per process that met it; one that no
+    # process met is missing from every process's list of kernels met so far)
     missed = sorted(set.intersection(*(set(r[2]) for r in results)))
     print(f"CPU: {compiled + loaded} kernels ({compiled} compiled, {loaded} loaded from "
-          f"Numba's cache) in {time.perf_counter() - start:.1f} s, {len(results)} process(es)")
+          f"Numba's cache) in {time.perf_counter() - start:.1f} s, {jobs} process(es)")
     if missed:
         print(f"not reached by any loss (no float32 and float64 versions): {', '.join(missed)}",
               file=sys.stderr)

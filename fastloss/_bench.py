@@ -588,16 +588,22 @@ def _cpu_model():
 def _compile_calls(names, n, dtype, row):
     """Makes every fastloss call of ``names`` once on the bench's data (the kernels they
     need are then compiled, or loaded, into Numba's on-disk cache)."""
-    t, p, out = sample(n, dtype, row)
+    key = (n, dtype, row)
+    if key not in _COMPILE_SAMPLES:  # (made once per process: it is called per loss)
+        _COMPILE_SAMPLES[key] = sample(n, dtype, row)
+    t, p, out = _COMPILE_SAMPLES[key]
     for name in names:
         for mode in MODES:
             calls(name, mode, t, p, out)["fastloss"]()
     return len(names)
 
 
+_COMPILE_SAMPLES = {}
+
+
 def compile_ahead(names, n, dtype="float32", row=ROW, jobs=None):
     """Compiles the kernels the bench will run in ``jobs`` processes at once (default:
-    one per core), each a share of the losses, into Numba's on-disk cache, where the
+    one per core; each takes the next loss when done) into Numba's on-disk cache, where the
     timing process then finds them.  Numba compiles one function at a time per process,
     so on a cold cache this divides the bench's compile time by the cores."""
     if min(jobs or os.cpu_count() or 1, len(names)) > 1:
@@ -605,17 +611,19 @@ def compile_ahead(names, n, dtype="float32", row=ROW, jobs=None):
 
 
 def in_processes(fn, names, jobs=None, *args):
-    """``[fn(share, *args) for each share]``: ``names`` dealt into ``jobs`` shares (default:
-    one per core), each run in a process of its own, all at once (one job: run here)."""
+    """``[fn([name], *args) for name in names]``, run in ``jobs`` processes at once
+    (default: one per core), each taking the next name as soon as it is done with one, so
+    that a share of slow names cannot keep one process busy while the others idle (one
+    job: ``[fn(names, *args)]``, run here)."""
     jobs = min(jobs or os.cpu_count() or 1, len(names))
     if jobs <= 1:
         return [fn(names, *args)]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    shares = [names[i::jobs] for i in range(jobs)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(fn, shares, *([a] * jobs for a in args)))
+        return list(pool.map(fn, [[name] for name in names],
+                             *([a] * len(names) for a in args)))
 
 
 def call_every_mode(names, xp, dtype):
@@ -633,11 +641,13 @@ def call_every_mode(names, xp, dtype):
 
 
 def warm_cpu(names):
-    """(compiled, loaded, kernels not met in both dtypes) after calling every loss of
-    ``names`` on the serial and the parallel CPU kernels, in float32 and float64."""
+    """(kernels compiled, kernels loaded from the cache, kernels of this process not yet
+    met in both dtypes) by calling every loss of ``names`` on the serial and the parallel
+    CPU kernels, in float32 and float64."""
     import fastloss
     from fastloss import _config
 
+    before = count_cpu_kernels()
     saved = _config.PARALLEL_THRESHOLD
     try:
         with fastloss.backend("cpu"):
@@ -647,7 +657,8 @@ def warm_cpu(names):
                     call_every_mode(names, np, dtype)
     finally:
         _config.PARALLEL_THRESHOLD = saved
-    return count_cpu_kernels()
+    compiled, loaded, missed = count_cpu_kernels()
+    return compiled - before[0], loaded - before[1], missed
 
 
 def count_cpu_kernels():
