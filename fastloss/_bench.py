@@ -666,8 +666,7 @@ def count_cpu_kernels():
     over the kernel signatures of this process."""
     from fastloss.kernels import generated_cpu
 
-    kernels = {name: getattr(generated_cpu, name) for name in sorted(generated_cpu.KERNEL_ELEMENTS)
-               if not name.endswith("_tasks")}  # (compiled into their kernels)
+    kernels = {name: getattr(generated_cpu, name) for name in sorted(generated_cpu.KERNEL_ELEMENTS)}
     loaded = sum(len(k.stats.cache_hits) for k in kernels.values())
     compiled = sum(len(k.signatures) for k in kernels.values()) - loaded
     missed = [name for name, k in kernels.items() if len(k.signatures) < 2]

@@ -38,6 +38,13 @@ def call_cpu(kernel, parallel, args):
     return kernel(*args)
 
 
+def all_tasks(args):
+    """What a generated serial kernel takes after its family's arguments to run every
+    task (and return their value): (first task, end), ``partials`` (the last argument)
+    holding one slot per task."""
+    return 0, args[-1].size
+
+
 class Launcher:
     """Runs one call's kernels where its placement says.  ``work`` (elements, or
     multiply-adds) picks the serial or the parallel CPU kernel; ``cpu`` and ``cuda`` name
@@ -67,6 +74,13 @@ class Launcher:
         """Runs CPU kernel ``name`` (serial or parallel) and returns what it returns."""
         suffix = "_parallel" if self.parallel else "_serial"
         return call_cpu(getattr(self.kernels, name + suffix), self.parallel, args)
+
+    def generated(self, name, args):
+        """Runs generated CPU kernel ``name`` on a family's ``args`` (serial: on all
+        tasks) and returns the value it returns."""
+        if self.parallel:
+            return self.cpu(name, *args)
+        return self.cpu(name, *args, *all_tasks(args))
 
     # -- CUDA ---------------------------------------------------------------------------
 
@@ -243,7 +257,7 @@ def _run_cpu(call, launcher):
     partials = np.empty(_plan(call, False)[0])
     args = kernel_args(call, rows, call.grads or _empty_grads(call, np.empty), partials,
                        np.array([call.gscale], np.float64).reshape(1), writable, np.empty)
-    total = launcher.cpu(f"{call.element}_{call.mode}", *args)
+    total = launcher.generated(f"{call.element}_{call.mode}", args)
     value = dtype.type(total * call.vscale) if call.value else None
     return value, (rows if call.want_rows else None)
 
@@ -355,7 +369,8 @@ class CpuPlan:
         else:  # (pairs and tuples: their slots as kernel_args lays them out)
             call = replace(self.template, inputs=inputs, targets=targets)
             args = kernel_args(call, rows, outputs, partials, self.gscale, writable, np.empty)
-        total = call_cpu(self.kernel, self.parallel, args)
+        total = call_cpu(self.kernel, self.parallel, args if self.parallel else
+                         (*args, *all_tasks(args)))
         for target, buffer in zip(grads, buffers):
             if buffer is not target:
                 target[...] = buffer

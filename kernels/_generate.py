@@ -61,45 +61,43 @@ def binder(family, name, fn, prefix=""):
             f"    return {name}({', '.join(passed)})\n"]
 
 
-# Each (element, mode) compiles its arithmetic once, in a task function (the tasks
-# ``first .. last - 1`` of the family's plan); the serial kernel calls it on all tasks,
-# the parallel one on a block of tasks per thread.  Compiling the loop inside each of the
-# two kernels instead took twice the time, the parallel one's mostly in Numba's parfor
-# passes over the inlined element.
+# Each (element, mode) compiles its loop once, in its serial kernel: tasks ``first ..
+# last - 1`` of the family's plan, returning the value of the partials once it has run
+# them all (the front end calls it on all tasks).  The parallel kernel calls it on a
+# block of tasks per thread and makes the value itself.  Compiling the loop inside each
+# of two kernels instead took twice the time, the parallel one's mostly in Numba's
+# parfor passes.
 CPU_KERNELS = '''
-def _{kernel}_tasks({args}, first, last):
+def _{kernel}_serial({args}, first, last):
     {family}(bind_{name}, {args}, first, last, {value}, {grad})
-
-
-def _{kernel}_serial({args}):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    {kernel}_tasks({args}, first, last)
-    return {total}(C, row_out, partials, {value})
+    if first == 0 and last == partials.size:
+        return {total}(C, row_out, partials, {value})
+    return 0.0
 
 
 def _{kernel}_parallel({args}):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        {kernel}_tasks({args}, first, last)
+        {kernel}_serial({args}, first, last)
     return {total}(C, row_out, partials, {value})
 '''
 
-# The CPU kernels, task functions and binders are plain functions that become Numba
-# dispatchers on first use (the module's __getattr__): making all of them at import took
-# ~0.1 s of a loss's first call.
+# The CPU kernels and binders are plain functions that become Numba dispatchers on first
+# use (the module's __getattr__): making all of them at import took ~0.1 s of a loss's
+# first call.
 CPU_LAZY = '''
 
 def __getattr__(name):
-    """``{element}_{mode}_{serial|parallel|tasks}``: the Numba dispatcher, made once."""
+    """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
     if name not in KERNEL_ELEMENTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     binder = "bind_" + KERNEL_ELEMENTS[name]
     if binder not in globals():
         globals()[binder] = njit(inline="always")(globals()["_" + binder])
-    tasks = name.rsplit("_", 1)[0] + "_tasks"
-    if name != tasks and tasks not in globals():  # (Numba reads it from globals())
-        __getattr__(tasks)
+    serial = name[:-len("parallel")] + "serial"
+    if name.endswith("_parallel") and serial not in globals():
+        __getattr__(serial)  # (the parallel kernel calls it: Numba reads it from globals())
     kernel = njit(parallel=name.endswith("_parallel"), cache=True, nogil=True,
                   fastmath=FASTMATH, error_model="numpy")(globals()["_" + name])
     globals()[name] = kernel
@@ -123,7 +121,7 @@ def render_cpu():
             for mode, (value, grad) in MODES.items():
                 kernel = f"{name}_{mode}"
                 kernel_elements.update((f"{kernel}_{suffix}", name)
-                                       for suffix in ("tasks", "serial", "parallel"))
+                                       for suffix in ("serial", "parallel"))
                 lines.append(CPU_KERNELS.format(kernel=kernel, args=args, family=family,
                                                 name=name, value=value, grad=grad,
                                                 total=TOTALS[family]))

@@ -12,63 +12,54 @@ from .rowwise import rows_total, rowwise, tuplewise
 # Each element's named options: the order of the option tuple's slots.
 ELEMENT_OPTIONS = {'absolute_error': (), 'absolute_percentage_error': (), 'bce_logits': ('label_smoothing',), 'bce_probs': ('label_smoothing',), 'binary_focal_logits': ('apply_class_balancing', 'alpha', 'gamma', 'label_smoothing'), 'binary_focal_probs': ('apply_class_balancing', 'alpha', 'gamma', 'label_smoothing'), 'categorical_hinge': (), 'contrastive': ('margin', 'eps'), 'cosine_embedding': ('margin',), 'cosine_similarity': (), 'focal_cross_entropy': ('alpha', 'gamma', 'label_smoothing', 'from_logits'), 'gaussian_kl': (), 'gaussian_nll': ('full', 'eps'), 'generalized_cross_entropy': ('q',), 'hinge': (), 'hinge_embedding': ('margin',), 'huber': ('delta',), 'kl_divergence': (), 'log_cosh': (), 'margin_ranking': ('margin',), 'multi_margin': ('power', 'margin'), 'multilabel_soft_margin': (), 'negative_log_likelihood': (), 'poisson': (), 'poisson_nll': ('log_input', 'full', 'eps'), 'probs_cross_entropy': ('label_smoothing',), 'quadruplet': ('alpha1', 'alpha2'), 'sigmoid_focal': ('alpha', 'gamma'), 'smooth_l1': ('beta',), 'soft_margin': (), 'softmax_cross_entropy': ('label_smoothing', 'poly_epsilon'), 'squared_error': (), 'squared_hinge': (), 'squared_log_error': (), 'stacked_triplet': ('alpha',), 'torch_bce': (), 'torch_kl_div': ('log_target',), 'triplet_margin': ('margin', 'power', 'eps', 'swap')}
 # The element each kernel computes.
-KERNEL_ELEMENTS = {'absolute_error_grad_parallel': 'absolute_error', 'absolute_error_grad_serial': 'absolute_error', 'absolute_error_grad_tasks': 'absolute_error', 'absolute_error_value_and_grad_parallel': 'absolute_error', 'absolute_error_value_and_grad_serial': 'absolute_error', 'absolute_error_value_and_grad_tasks': 'absolute_error', 'absolute_error_value_parallel': 'absolute_error', 'absolute_error_value_serial': 'absolute_error', 'absolute_error_value_tasks': 'absolute_error', 'absolute_percentage_error_grad_parallel': 'absolute_percentage_error', 'absolute_percentage_error_grad_serial': 'absolute_percentage_error', 'absolute_percentage_error_grad_tasks': 'absolute_percentage_error', 'absolute_percentage_error_value_and_grad_parallel': 'absolute_percentage_error', 'absolute_percentage_error_value_and_grad_serial': 'absolute_percentage_error', 'absolute_percentage_error_value_and_grad_tasks': 'absolute_percentage_error', 'absolute_percentage_error_value_parallel': 'absolute_percentage_error', 'absolute_percentage_error_value_serial': 'absolute_percentage_error', 'absolute_percentage_error_value_tasks': 'absolute_percentage_error', 'bce_logits_grad_parallel': 'bce_logits', 'bce_logits_grad_serial': 'bce_logits', 'bce_logits_grad_tasks': 'bce_logits', 'bce_logits_value_and_grad_parallel': 'bce_logits', 'bce_logits_value_and_grad_serial': 'bce_logits', 'bce_logits_value_and_grad_tasks': 'bce_logits', 'bce_logits_value_parallel': 'bce_logits', 'bce_logits_value_serial': 'bce_logits', 'bce_logits_value_tasks': 'bce_logits', 'bce_probs_grad_parallel': 'bce_probs', 'bce_probs_grad_serial': 'bce_probs', 'bce_probs_grad_tasks': 'bce_probs', 'bce_probs_value_and_grad_parallel': 'bce_probs', 'bce_probs_value_and_grad_serial': 'bce_probs', 'bce_probs_value_and_grad_tasks': 'bce_probs', 'bce_probs_value_parallel': 'bce_probs', 'bce_probs_value_serial': 'bce_probs', 'bce_probs_value_tasks': 'bce_probs', 'binary_focal_logits_grad_parallel': 'binary_focal_logits', 'binary_focal_logits_grad_serial': 'binary_focal_logits', 'binary_focal_logits_grad_tasks': 'binary_focal_logits', 'binary_focal_logits_value_and_grad_parallel': 'binary_focal_logits', 'binary_focal_logits_value_and_grad_serial': 'binary_focal_logits', 'binary_focal_logits_value_and_grad_tasks': 'binary_focal_logits', 'binary_focal_logits_value_parallel': 'binary_focal_logits', 'binary_focal_logits_value_serial': 'binary_focal_logits', 'binary_focal_logits_value_tasks': 'binary_focal_logits', 'binary_focal_probs_grad_parallel': 'binary_focal_probs', 'binary_focal_probs_grad_serial': 'binary_focal_probs', 'binary_focal_probs_grad_tasks': 'binary_focal_probs', 'binary_focal_probs_value_and_grad_parallel': 'binary_focal_probs', 'binary_focal_probs_value_and_grad_serial': 'binary_focal_probs', 'binary_focal_probs_value_and_grad_tasks': 'binary_focal_probs', 'binary_focal_probs_value_parallel': 'binary_focal_probs', 'binary_focal_probs_value_serial': 'binary_focal_probs', 'binary_focal_probs_value_tasks': 'binary_focal_probs', 'categorical_hinge_grad_parallel': 'categorical_hinge', 'categorical_hinge_grad_serial': 'categorical_hinge', 'categorical_hinge_grad_tasks': 'categorical_hinge', 'categorical_hinge_value_and_grad_parallel': 'categorical_hinge', 'categorical_hinge_value_and_grad_serial': 'categorical_hinge', 'categorical_hinge_value_and_grad_tasks': 'categorical_hinge', 'categorical_hinge_value_parallel': 'categorical_hinge', 'categorical_hinge_value_serial': 'categorical_hinge', 'categorical_hinge_value_tasks': 'categorical_hinge', 'contrastive_grad_parallel': 'contrastive', 'contrastive_grad_serial': 'contrastive', 'contrastive_grad_tasks': 'contrastive', 'contrastive_value_and_grad_parallel': 'contrastive', 'contrastive_value_and_grad_serial': 'contrastive', 'contrastive_value_and_grad_tasks': 'contrastive', 'contrastive_value_parallel': 'contrastive', 'contrastive_value_serial': 'contrastive', 'contrastive_value_tasks': 'contrastive', 'cosine_embedding_grad_parallel': 'cosine_embedding', 'cosine_embedding_grad_serial': 'cosine_embedding', 'cosine_embedding_grad_tasks': 'cosine_embedding', 'cosine_embedding_value_and_grad_parallel': 'cosine_embedding', 'cosine_embedding_value_and_grad_serial': 'cosine_embedding', 'cosine_embedding_value_and_grad_tasks': 'cosine_embedding', 'cosine_embedding_value_parallel': 'cosine_embedding', 'cosine_embedding_value_serial': 'cosine_embedding', 'cosine_embedding_value_tasks': 'cosine_embedding', 'cosine_similarity_grad_parallel': 'cosine_similarity', 'cosine_similarity_grad_serial': 'cosine_similarity', 'cosine_similarity_grad_tasks': 'cosine_similarity', 'cosine_similarity_value_and_grad_parallel': 'cosine_similarity', 'cosine_similarity_value_and_grad_serial': 'cosine_similarity', 'cosine_similarity_value_and_grad_tasks': 'cosine_similarity', 'cosine_similarity_value_parallel': 'cosine_similarity', 'cosine_similarity_value_serial': 'cosine_similarity', 'cosine_similarity_value_tasks': 'cosine_similarity', 'focal_cross_entropy_grad_parallel': 'focal_cross_entropy', 'focal_cross_entropy_grad_serial': 'focal_cross_entropy', 'focal_cross_entropy_grad_tasks': 'focal_cross_entropy', 'focal_cross_entropy_value_and_grad_parallel': 'focal_cross_entropy', 'focal_cross_entropy_value_and_grad_serial': 'focal_cross_entropy', 'focal_cross_entropy_value_and_grad_tasks': 'focal_cross_entropy', 'focal_cross_entropy_value_parallel': 'focal_cross_entropy', 'focal_cross_entropy_value_serial': 'focal_cross_entropy', 'focal_cross_entropy_value_tasks': 'focal_cross_entropy', 'gaussian_kl_grad_parallel': 'gaussian_kl', 'gaussian_kl_grad_serial': 'gaussian_kl', 'gaussian_kl_grad_tasks': 'gaussian_kl', 'gaussian_kl_value_and_grad_parallel': 'gaussian_kl', 'gaussian_kl_value_and_grad_serial': 'gaussian_kl', 'gaussian_kl_value_and_grad_tasks': 'gaussian_kl', 'gaussian_kl_value_parallel': 'gaussian_kl', 'gaussian_kl_value_serial': 'gaussian_kl', 'gaussian_kl_value_tasks': 'gaussian_kl', 'gaussian_nll_grad_parallel': 'gaussian_nll', 'gaussian_nll_grad_serial': 'gaussian_nll', 'gaussian_nll_grad_tasks': 'gaussian_nll', 'gaussian_nll_value_and_grad_parallel': 'gaussian_nll', 'gaussian_nll_value_and_grad_serial': 'gaussian_nll', 'gaussian_nll_value_and_grad_tasks': 'gaussian_nll', 'gaussian_nll_value_parallel': 'gaussian_nll', 'gaussian_nll_value_serial': 'gaussian_nll', 'gaussian_nll_value_tasks': 'gaussian_nll', 'generalized_cross_entropy_grad_parallel': 'generalized_cross_entropy', 'generalized_cross_entropy_grad_serial': 'generalized_cross_entropy', 'generalized_cross_entropy_grad_tasks': 'generalized_cross_entropy', 'generalized_cross_entropy_value_and_grad_parallel': 'generalized_cross_entropy', 'generalized_cross_entropy_value_and_grad_serial': 'generalized_cross_entropy', 'generalized_cross_entropy_value_and_grad_tasks': 'generalized_cross_entropy', 'generalized_cross_entropy_value_parallel': 'generalized_cross_entropy', 'generalized_cross_entropy_value_serial': 'generalized_cross_entropy', 'generalized_cross_entropy_value_tasks': 'generalized_cross_entropy', 'hinge_embedding_grad_parallel': 'hinge_embedding', 'hinge_embedding_grad_serial': 'hinge_embedding', 'hinge_embedding_grad_tasks': 'hinge_embedding', 'hinge_embedding_value_and_grad_parallel': 'hinge_embedding', 'hinge_embedding_value_and_grad_serial': 'hinge_embedding', 'hinge_embedding_value_and_grad_tasks': 'hinge_embedding', 'hinge_embedding_value_parallel': 'hinge_embedding', 'hinge_embedding_value_serial': 'hinge_embedding', 'hinge_embedding_value_tasks': 'hinge_embedding', 'hinge_grad_parallel': 'hinge', 'hinge_grad_serial': 'hinge', 'hinge_grad_tasks': 'hinge', 'hinge_value_and_grad_parallel': 'hinge', 'hinge_value_and_grad_serial': 'hinge', 'hinge_value_and_grad_tasks': 'hinge', 'hinge_value_parallel': 'hinge', 'hinge_value_serial': 'hinge', 'hinge_value_tasks': 'hinge', 'huber_grad_parallel': 'huber', 'huber_grad_serial': 'huber', 'huber_grad_tasks': 'huber', 'huber_value_and_grad_parallel': 'huber', 'huber_value_and_grad_serial': 'huber', 'huber_value_and_grad_tasks': 'huber', 'huber_value_parallel': 'huber', 'huber_value_serial': 'huber', 'huber_value_tasks': 'huber', 'kl_divergence_grad_parallel': 'kl_divergence', 'kl_divergence_grad_serial': 'kl_divergence', 'kl_divergence_grad_tasks': 'kl_divergence', 'kl_divergence_value_and_grad_parallel': 'kl_divergence', 'kl_divergence_value_and_grad_serial': 'kl_divergence', 'kl_divergence_value_and_grad_tasks': 'kl_divergence', 'kl_divergence_value_parallel': 'kl_divergence', 'kl_divergence_value_serial': 'kl_divergence', 'kl_divergence_value_tasks': 'kl_divergence', 'log_cosh_grad_parallel': 'log_cosh', 'log_cosh_grad_serial': 'log_cosh', 'log_cosh_grad_tasks': 'log_cosh', 'log_cosh_value_and_grad_parallel': 'log_cosh', 'log_cosh_value_and_grad_serial': 'log_cosh', 'log_cosh_value_and_grad_tasks': 'log_cosh', 'log_cosh_value_parallel': 'log_cosh', 'log_cosh_value_serial': 'log_cosh', 'log_cosh_value_tasks': 'log_cosh', 'margin_ranking_grad_parallel': 'margin_ranking', 'margin_ranking_grad_serial': 'margin_ranking', 'margin_ranking_grad_tasks': 'margin_ranking', 'margin_ranking_value_and_grad_parallel': 'margin_ranking', 'margin_ranking_value_and_grad_serial': 'margin_ranking', 'margin_ranking_value_and_grad_tasks': 'margin_ranking', 'margin_ranking_value_parallel': 'margin_ranking', 'margin_ranking_value_serial': 'margin_ranking', 'margin_ranking_value_tasks': 'margin_ranking', 'multi_margin_grad_parallel': 'multi_margin', 'multi_margin_grad_serial': 'multi_margin', 'multi_margin_grad_tasks': 'multi_margin', 'multi_margin_value_and_grad_parallel': 'multi_margin', 'multi_margin_value_and_grad_serial': 'multi_margin', 'multi_margin_value_and_grad_tasks': 'multi_margin', 'multi_margin_value_parallel': 'multi_margin', 'multi_margin_value_serial': 'multi_margin', 'multi_margin_value_tasks': 'multi_margin', 'multilabel_soft_margin_grad_parallel': 'multilabel_soft_margin', 'multilabel_soft_margin_grad_serial': 'multilabel_soft_margin', 'multilabel_soft_margin_grad_tasks': 'multilabel_soft_margin', 'multilabel_soft_margin_value_and_grad_parallel': 'multilabel_soft_margin', 'multilabel_soft_margin_value_and_grad_serial': 'multilabel_soft_margin', 'multilabel_soft_margin_value_and_grad_tasks': 'multilabel_soft_margin', 'multilabel_soft_margin_value_parallel': 'multilabel_soft_margin', 'multilabel_soft_margin_value_serial': 'multilabel_soft_margin', 'multilabel_soft_margin_value_tasks': 'multilabel_soft_margin', 'negative_log_likelihood_grad_parallel': 'negative_log_likelihood', 'negative_log_likelihood_grad_serial': 'negative_log_likelihood', 'negative_log_likelihood_grad_tasks': 'negative_log_likelihood', 'negative_log_likelihood_value_and_grad_parallel': 'negative_log_likelihood', 'negative_log_likelihood_value_and_grad_serial': 'negative_log_likelihood', 'negative_log_likelihood_value_and_grad_tasks': 'negative_log_likelihood', 'negative_log_likelihood_value_parallel': 'negative_log_likelihood', 'negative_log_likelihood_value_serial': 'negative_log_likelihood', 'negative_log_likelihood_value_tasks': 'negative_log_likelihood', 'poisson_grad_parallel': 'poisson', 'poisson_grad_serial': 'poisson', 'poisson_grad_tasks': 'poisson', 'poisson_nll_grad_parallel': 'poisson_nll', 'poisson_nll_grad_serial': 'poisson_nll', 'poisson_nll_grad_tasks': 'poisson_nll', 'poisson_nll_value_and_grad_parallel': 'poisson_nll', 'poisson_nll_value_and_grad_serial': 'poisson_nll', 'poisson_nll_value_and_grad_tasks': 'poisson_nll', 'poisson_nll_value_parallel': 'poisson_nll', 'poisson_nll_value_serial': 'poisson_nll', 'poisson_nll_value_tasks': 'poisson_nll', 'poisson_value_and_grad_parallel': 'poisson', 'poisson_value_and_grad_serial': 'poisson', 'poisson_value_and_grad_tasks': 'poisson', 'poisson_value_parallel': 'poisson', 'poisson_value_serial': 'poisson', 'poisson_value_tasks': 'poisson', 'probs_cross_entropy_grad_parallel': 'probs_cross_entropy', 'probs_cross_entropy_grad_serial': 'probs_cross_entropy', 'probs_cross_entropy_grad_tasks': 'probs_cross_entropy', 'probs_cross_entropy_value_and_grad_parallel': 'probs_cross_entropy', 'probs_cross_entropy_value_and_grad_serial': 'probs_cross_entropy', 'probs_cross_entropy_value_and_grad_tasks': 'probs_cross_entropy', 'probs_cross_entropy_value_parallel': 'probs_cross_entropy', 'probs_cross_entropy_value_serial': 'probs_cross_entropy', 'probs_cross_entropy_value_tasks': 'probs_cross_entropy', 'quadruplet_grad_parallel': 'quadruplet', 'quadruplet_grad_serial': 'quadruplet', 'quadruplet_grad_tasks': 'quadruplet', 'quadruplet_value_and_grad_parallel': 'quadruplet', 'quadruplet_value_and_grad_serial': 'quadruplet', 'quadruplet_value_and_grad_tasks': 'quadruplet', 'quadruplet_value_parallel': 'quadruplet', 'quadruplet_value_serial': 'quadruplet', 'quadruplet_value_tasks': 'quadruplet', 'sigmoid_focal_grad_parallel': 'sigmoid_focal', 'sigmoid_focal_grad_serial': 'sigmoid_focal', 'sigmoid_focal_grad_tasks': 'sigmoid_focal', 'sigmoid_focal_value_and_grad_parallel': 'sigmoid_focal', 'sigmoid_focal_value_and_grad_serial': 'sigmoid_focal', 'sigmoid_focal_value_and_grad_tasks': 'sigmoid_focal', 'sigmoid_focal_value_parallel': 'sigmoid_focal', 'sigmoid_focal_value_serial': 'sigmoid_focal', 'sigmoid_focal_value_tasks': 'sigmoid_focal', 'smooth_l1_grad_parallel': 'smooth_l1', 'smooth_l1_grad_serial': 'smooth_l1', 'smooth_l1_grad_tasks': 'smooth_l1', 'smooth_l1_value_and_grad_parallel': 'smooth_l1', 'smooth_l1_value_and_grad_serial': 'smooth_l1', 'smooth_l1_value_and_grad_tasks': 'smooth_l1', 'smooth_l1_value_parallel': 'smooth_l1', 'smooth_l1_value_serial': 'smooth_l1', 'smooth_l1_value_tasks': 'smooth_l1', 'soft_margin_grad_parallel': 'soft_margin', 'soft_margin_grad_serial': 'soft_margin', 'soft_margin_grad_tasks': 'soft_margin', 'soft_margin_value_and_grad_parallel': 'soft_margin', 'soft_margin_value_and_grad_serial': 'soft_margin', 'soft_margin_value_and_grad_tasks': 'soft_margin', 'soft_margin_value_parallel': 'soft_margin', 'soft_margin_value_serial': 'soft_margin', 'soft_margin_value_tasks': 'soft_margin', 'softmax_cross_entropy_grad_parallel': 'softmax_cross_entropy', 'softmax_cross_entropy_grad_serial': 'softmax_cross_entropy', 'softmax_cross_entropy_grad_tasks': 'softmax_cross_entropy', 'softmax_cross_entropy_value_and_grad_parallel': 'softmax_cross_entropy', 'softmax_cross_entropy_value_and_grad_serial': 'softmax_cross_entropy', 'softmax_cross_entropy_value_and_grad_tasks': 'softmax_cross_entropy', 'softmax_cross_entropy_value_parallel': 'softmax_cross_entropy', 'softmax_cross_entropy_value_serial': 'softmax_cross_entropy', 'softmax_cross_entropy_value_tasks': 'softmax_cross_entropy', 'squared_error_grad_parallel': 'squared_error', 'squared_error_grad_serial': 'squared_error', 'squared_error_grad_tasks': 'squared_error', 'squared_error_value_and_grad_parallel': 'squared_error', 'squared_error_value_and_grad_serial': 'squared_error', 'squared_error_value_and_grad_tasks': 'squared_error', 'squared_error_value_parallel': 'squared_error', 'squared_error_value_serial': 'squared_error', 'squared_error_value_tasks': 'squared_error', 'squared_hinge_grad_parallel': 'squared_hinge', 'squared_hinge_grad_serial': 'squared_hinge', 'squared_hinge_grad_tasks': 'squared_hinge', 'squared_hinge_value_and_grad_parallel': 'squared_hinge', 'squared_hinge_value_and_grad_serial': 'squared_hinge', 'squared_hinge_value_and_grad_tasks': 'squared_hinge', 'squared_hinge_value_parallel': 'squared_hinge', 'squared_hinge_value_serial': 'squared_hinge', 'squared_hinge_value_tasks': 'squared_hinge', 'squared_log_error_grad_parallel': 'squared_log_error', 'squared_log_error_grad_serial': 'squared_log_error', 'squared_log_error_grad_tasks': 'squared_log_error', 'squared_log_error_value_and_grad_parallel': 'squared_log_error', 'squared_log_error_value_and_grad_serial': 'squared_log_error', 'squared_log_error_value_and_grad_tasks': 'squared_log_error', 'squared_log_error_value_parallel': 'squared_log_error', 'squared_log_error_value_serial': 'squared_log_error', 'squared_log_error_value_tasks': 'squared_log_error', 'stacked_triplet_grad_parallel': 'stacked_triplet', 'stacked_triplet_grad_serial': 'stacked_triplet', 'stacked_triplet_grad_tasks': 'stacked_triplet', 'stacked_triplet_value_and_grad_parallel': 'stacked_triplet', 'stacked_triplet_value_and_grad_serial': 'stacked_triplet', 'stacked_triplet_value_and_grad_tasks': 'stacked_triplet', 'stacked_triplet_value_parallel': 'stacked_triplet', 'stacked_triplet_value_serial': 'stacked_triplet', 'stacked_triplet_value_tasks': 'stacked_triplet', 'torch_bce_grad_parallel': 'torch_bce', 'torch_bce_grad_serial': 'torch_bce', 'torch_bce_grad_tasks': 'torch_bce', 'torch_bce_value_and_grad_parallel': 'torch_bce', 'torch_bce_value_and_grad_serial': 'torch_bce', 'torch_bce_value_and_grad_tasks': 'torch_bce', 'torch_bce_value_parallel': 'torch_bce', 'torch_bce_value_serial': 'torch_bce', 'torch_bce_value_tasks': 'torch_bce', 'torch_kl_div_grad_parallel': 'torch_kl_div', 'torch_kl_div_grad_serial': 'torch_kl_div', 'torch_kl_div_grad_tasks': 'torch_kl_div', 'torch_kl_div_value_and_grad_parallel': 'torch_kl_div', 'torch_kl_div_value_and_grad_serial': 'torch_kl_div', 'torch_kl_div_value_and_grad_tasks': 'torch_kl_div', 'torch_kl_div_value_parallel': 'torch_kl_div', 'torch_kl_div_value_serial': 'torch_kl_div', 'torch_kl_div_value_tasks': 'torch_kl_div', 'triplet_margin_grad_parallel': 'triplet_margin', 'triplet_margin_grad_serial': 'triplet_margin', 'triplet_margin_grad_tasks': 'triplet_margin', 'triplet_margin_value_and_grad_parallel': 'triplet_margin', 'triplet_margin_value_and_grad_serial': 'triplet_margin', 'triplet_margin_value_and_grad_tasks': 'triplet_margin', 'triplet_margin_value_parallel': 'triplet_margin', 'triplet_margin_value_serial': 'triplet_margin', 'triplet_margin_value_tasks': 'triplet_margin'}
+KERNEL_ELEMENTS = {'absolute_error_grad_parallel': 'absolute_error', 'absolute_error_grad_serial': 'absolute_error', 'absolute_error_value_and_grad_parallel': 'absolute_error', 'absolute_error_value_and_grad_serial': 'absolute_error', 'absolute_error_value_parallel': 'absolute_error', 'absolute_error_value_serial': 'absolute_error', 'absolute_percentage_error_grad_parallel': 'absolute_percentage_error', 'absolute_percentage_error_grad_serial': 'absolute_percentage_error', 'absolute_percentage_error_value_and_grad_parallel': 'absolute_percentage_error', 'absolute_percentage_error_value_and_grad_serial': 'absolute_percentage_error', 'absolute_percentage_error_value_parallel': 'absolute_percentage_error', 'absolute_percentage_error_value_serial': 'absolute_percentage_error', 'bce_logits_grad_parallel': 'bce_logits', 'bce_logits_grad_serial': 'bce_logits', 'bce_logits_value_and_grad_parallel': 'bce_logits', 'bce_logits_value_and_grad_serial': 'bce_logits', 'bce_logits_value_parallel': 'bce_logits', 'bce_logits_value_serial': 'bce_logits', 'bce_probs_grad_parallel': 'bce_probs', 'bce_probs_grad_serial': 'bce_probs', 'bce_probs_value_and_grad_parallel': 'bce_probs', 'bce_probs_value_and_grad_serial': 'bce_probs', 'bce_probs_value_parallel': 'bce_probs', 'bce_probs_value_serial': 'bce_probs', 'binary_focal_logits_grad_parallel': 'binary_focal_logits', 'binary_focal_logits_grad_serial': 'binary_focal_logits', 'binary_focal_logits_value_and_grad_parallel': 'binary_focal_logits', 'binary_focal_logits_value_and_grad_serial': 'binary_focal_logits', 'binary_focal_logits_value_parallel': 'binary_focal_logits', 'binary_focal_logits_value_serial': 'binary_focal_logits', 'binary_focal_probs_grad_parallel': 'binary_focal_probs', 'binary_focal_probs_grad_serial': 'binary_focal_probs', 'binary_focal_probs_value_and_grad_parallel': 'binary_focal_probs', 'binary_focal_probs_value_and_grad_serial': 'binary_focal_probs', 'binary_focal_probs_value_parallel': 'binary_focal_probs', 'binary_focal_probs_value_serial': 'binary_focal_probs', 'categorical_hinge_grad_parallel': 'categorical_hinge', 'categorical_hinge_grad_serial': 'categorical_hinge', 'categorical_hinge_value_and_grad_parallel': 'categorical_hinge', 'categorical_hinge_value_and_grad_serial': 'categorical_hinge', 'categorical_hinge_value_parallel': 'categorical_hinge', 'categorical_hinge_value_serial': 'categorical_hinge', 'contrastive_grad_parallel': 'contrastive', 'contrastive_grad_serial': 'contrastive', 'contrastive_value_and_grad_parallel': 'contrastive', 'contrastive_value_and_grad_serial': 'contrastive', 'contrastive_value_parallel': 'contrastive', 'contrastive_value_serial': 'contrastive', 'cosine_embedding_grad_parallel': 'cosine_embedding', 'cosine_embedding_grad_serial': 'cosine_embedding', 'cosine_embedding_value_and_grad_parallel': 'cosine_embedding', 'cosine_embedding_value_and_grad_serial': 'cosine_embedding', 'cosine_embedding_value_parallel': 'cosine_embedding', 'cosine_embedding_value_serial': 'cosine_embedding', 'cosine_similarity_grad_parallel': 'cosine_similarity', 'cosine_similarity_grad_serial': 'cosine_similarity', 'cosine_similarity_value_and_grad_parallel': 'cosine_similarity', 'cosine_similarity_value_and_grad_serial': 'cosine_similarity', 'cosine_similarity_value_parallel': 'cosine_similarity', 'cosine_similarity_value_serial': 'cosine_similarity', 'focal_cross_entropy_grad_parallel': 'focal_cross_entropy', 'focal_cross_entropy_grad_serial': 'focal_cross_entropy', 'focal_cross_entropy_value_and_grad_parallel': 'focal_cross_entropy', 'focal_cross_entropy_value_and_grad_serial': 'focal_cross_entropy', 'focal_cross_entropy_value_parallel': 'focal_cross_entropy', 'focal_cross_entropy_value_serial': 'focal_cross_entropy', 'gaussian_kl_grad_parallel': 'gaussian_kl', 'gaussian_kl_grad_serial': 'gaussian_kl', 'gaussian_kl_value_and_grad_parallel': 'gaussian_kl', 'gaussian_kl_value_and_grad_serial': 'gaussian_kl', 'gaussian_kl_value_parallel': 'gaussian_kl', 'gaussian_kl_value_serial': 'gaussian_kl', 'gaussian_nll_grad_parallel': 'gaussian_nll', 'gaussian_nll_grad_serial': 'gaussian_nll', 'gaussian_nll_value_and_grad_parallel': 'gaussian_nll', 'gaussian_nll_value_and_grad_serial': 'gaussian_nll', 'gaussian_nll_value_parallel': 'gaussian_nll', 'gaussian_nll_value_serial': 'gaussian_nll', 'generalized_cross_entropy_grad_parallel': 'generalized_cross_entropy', 'generalized_cross_entropy_grad_serial': 'generalized_cross_entropy', 'generalized_cross_entropy_value_and_grad_parallel': 'generalized_cross_entropy', 'generalized_cross_entropy_value_and_grad_serial': 'generalized_cross_entropy', 'generalized_cross_entropy_value_parallel': 'generalized_cross_entropy', 'generalized_cross_entropy_value_serial': 'generalized_cross_entropy', 'hinge_embedding_grad_parallel': 'hinge_embedding', 'hinge_embedding_grad_serial': 'hinge_embedding', 'hinge_embedding_value_and_grad_parallel': 'hinge_embedding', 'hinge_embedding_value_and_grad_serial': 'hinge_embedding', 'hinge_embedding_value_parallel': 'hinge_embedding', 'hinge_embedding_value_serial': 'hinge_embedding', 'hinge_grad_parallel': 'hinge', 'hinge_grad_serial': 'hinge', 'hinge_value_and_grad_parallel': 'hinge', 'hinge_value_and_grad_serial': 'hinge', 'hinge_value_parallel': 'hinge', 'hinge_value_serial': 'hinge', 'huber_grad_parallel': 'huber', 'huber_grad_serial': 'huber', 'huber_value_and_grad_parallel': 'huber', 'huber_value_and_grad_serial': 'huber', 'huber_value_parallel': 'huber', 'huber_value_serial': 'huber', 'kl_divergence_grad_parallel': 'kl_divergence', 'kl_divergence_grad_serial': 'kl_divergence', 'kl_divergence_value_and_grad_parallel': 'kl_divergence', 'kl_divergence_value_and_grad_serial': 'kl_divergence', 'kl_divergence_value_parallel': 'kl_divergence', 'kl_divergence_value_serial': 'kl_divergence', 'log_cosh_grad_parallel': 'log_cosh', 'log_cosh_grad_serial': 'log_cosh', 'log_cosh_value_and_grad_parallel': 'log_cosh', 'log_cosh_value_and_grad_serial': 'log_cosh', 'log_cosh_value_parallel': 'log_cosh', 'log_cosh_value_serial': 'log_cosh', 'margin_ranking_grad_parallel': 'margin_ranking', 'margin_ranking_grad_serial': 'margin_ranking', 'margin_ranking_value_and_grad_parallel': 'margin_ranking', 'margin_ranking_value_and_grad_serial': 'margin_ranking', 'margin_ranking_value_parallel': 'margin_ranking', 'margin_ranking_value_serial': 'margin_ranking', 'multi_margin_grad_parallel': 'multi_margin', 'multi_margin_grad_serial': 'multi_margin', 'multi_margin_value_and_grad_parallel': 'multi_margin', 'multi_margin_value_and_grad_serial': 'multi_margin', 'multi_margin_value_parallel': 'multi_margin', 'multi_margin_value_serial': 'multi_margin', 'multilabel_soft_margin_grad_parallel': 'multilabel_soft_margin', 'multilabel_soft_margin_grad_serial': 'multilabel_soft_margin', 'multilabel_soft_margin_value_and_grad_parallel': 'multilabel_soft_margin', 'multilabel_soft_margin_value_and_grad_serial': 'multilabel_soft_margin', 'multilabel_soft_margin_value_parallel': 'multilabel_soft_margin', 'multilabel_soft_margin_value_serial': 'multilabel_soft_margin', 'negative_log_likelihood_grad_parallel': 'negative_log_likelihood', 'negative_log_likelihood_grad_serial': 'negative_log_likelihood', 'negative_log_likelihood_value_and_grad_parallel': 'negative_log_likelihood', 'negative_log_likelihood_value_and_grad_serial': 'negative_log_likelihood', 'negative_log_likelihood_value_parallel': 'negative_log_likelihood', 'negative_log_likelihood_value_serial': 'negative_log_likelihood', 'poisson_grad_parallel': 'poisson', 'poisson_grad_serial': 'poisson', 'poisson_nll_grad_parallel': 'poisson_nll', 'poisson_nll_grad_serial': 'poisson_nll', 'poisson_nll_value_and_grad_parallel': 'poisson_nll', 'poisson_nll_value_and_grad_serial': 'poisson_nll', 'poisson_nll_value_parallel': 'poisson_nll', 'poisson_nll_value_serial': 'poisson_nll', 'poisson_value_and_grad_parallel': 'poisson', 'poisson_value_and_grad_serial': 'poisson', 'poisson_value_parallel': 'poisson', 'poisson_value_serial': 'poisson', 'probs_cross_entropy_grad_parallel': 'probs_cross_entropy', 'probs_cross_entropy_grad_serial': 'probs_cross_entropy', 'probs_cross_entropy_value_and_grad_parallel': 'probs_cross_entropy', 'probs_cross_entropy_value_and_grad_serial': 'probs_cross_entropy', 'probs_cross_entropy_value_parallel': 'probs_cross_entropy', 'probs_cross_entropy_value_serial': 'probs_cross_entropy', 'quadruplet_grad_parallel': 'quadruplet', 'quadruplet_grad_serial': 'quadruplet', 'quadruplet_value_and_grad_parallel': 'quadruplet', 'quadruplet_value_and_grad_serial': 'quadruplet', 'quadruplet_value_parallel': 'quadruplet', 'quadruplet_value_serial': 'quadruplet', 'sigmoid_focal_grad_parallel': 'sigmoid_focal', 'sigmoid_focal_grad_serial': 'sigmoid_focal', 'sigmoid_focal_value_and_grad_parallel': 'sigmoid_focal', 'sigmoid_focal_value_and_grad_serial': 'sigmoid_focal', 'sigmoid_focal_value_parallel': 'sigmoid_focal', 'sigmoid_focal_value_serial': 'sigmoid_focal', 'smooth_l1_grad_parallel': 'smooth_l1', 'smooth_l1_grad_serial': 'smooth_l1', 'smooth_l1_value_and_grad_parallel': 'smooth_l1', 'smooth_l1_value_and_grad_serial': 'smooth_l1', 'smooth_l1_value_parallel': 'smooth_l1', 'smooth_l1_value_serial': 'smooth_l1', 'soft_margin_grad_parallel': 'soft_margin', 'soft_margin_grad_serial': 'soft_margin', 'soft_margin_value_and_grad_parallel': 'soft_margin', 'soft_margin_value_and_grad_serial': 'soft_margin', 'soft_margin_value_parallel': 'soft_margin', 'soft_margin_value_serial': 'soft_margin', 'softmax_cross_entropy_grad_parallel': 'softmax_cross_entropy', 'softmax_cross_entropy_grad_serial': 'softmax_cross_entropy', 'softmax_cross_entropy_value_and_grad_parallel': 'softmax_cross_entropy', 'softmax_cross_entropy_value_and_grad_serial': 'softmax_cross_entropy', 'softmax_cross_entropy_value_parallel': 'softmax_cross_entropy', 'softmax_cross_entropy_value_serial': 'softmax_cross_entropy', 'squared_error_grad_parallel': 'squared_error', 'squared_error_grad_serial': 'squared_error', 'squared_error_value_and_grad_parallel': 'squared_error', 'squared_error_value_and_grad_serial': 'squared_error', 'squared_error_value_parallel': 'squared_error', 'squared_error_value_serial': 'squared_error', 'squared_hinge_grad_parallel': 'squared_hinge', 'squared_hinge_grad_serial': 'squared_hinge', 'squared_hinge_value_and_grad_parallel': 'squared_hinge', 'squared_hinge_value_and_grad_serial': 'squared_hinge', 'squared_hinge_value_parallel': 'squared_hinge', 'squared_hinge_value_serial': 'squared_hinge', 'squared_log_error_grad_parallel': 'squared_log_error', 'squared_log_error_grad_serial': 'squared_log_error', 'squared_log_error_value_and_grad_parallel': 'squared_log_error', 'squared_log_error_value_and_grad_serial': 'squared_log_error', 'squared_log_error_value_parallel': 'squared_log_error', 'squared_log_error_value_serial': 'squared_log_error', 'stacked_triplet_grad_parallel': 'stacked_triplet', 'stacked_triplet_grad_serial': 'stacked_triplet', 'stacked_triplet_value_and_grad_parallel': 'stacked_triplet', 'stacked_triplet_value_and_grad_serial': 'stacked_triplet', 'stacked_triplet_value_parallel': 'stacked_triplet', 'stacked_triplet_value_serial': 'stacked_triplet', 'torch_bce_grad_parallel': 'torch_bce', 'torch_bce_grad_serial': 'torch_bce', 'torch_bce_value_and_grad_parallel': 'torch_bce', 'torch_bce_value_and_grad_serial': 'torch_bce', 'torch_bce_value_parallel': 'torch_bce', 'torch_bce_value_serial': 'torch_bce', 'torch_kl_div_grad_parallel': 'torch_kl_div', 'torch_kl_div_grad_serial': 'torch_kl_div', 'torch_kl_div_value_and_grad_parallel': 'torch_kl_div', 'torch_kl_div_value_and_grad_serial': 'torch_kl_div', 'torch_kl_div_value_parallel': 'torch_kl_div', 'torch_kl_div_value_serial': 'torch_kl_div', 'triplet_margin_grad_parallel': 'triplet_margin', 'triplet_margin_grad_serial': 'triplet_margin', 'triplet_margin_value_and_grad_parallel': 'triplet_margin', 'triplet_margin_value_and_grad_serial': 'triplet_margin', 'triplet_margin_value_parallel': 'triplet_margin', 'triplet_margin_value_serial': 'triplet_margin'}
 
 def _bind_absolute_error(t, p, o):
     return absolute_error(t, p)
 
 
-def _absolute_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _absolute_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _absolute_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    absolute_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _absolute_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        absolute_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        absolute_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _absolute_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _absolute_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _absolute_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    absolute_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _absolute_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        absolute_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        absolute_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _absolute_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _absolute_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_absolute_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _absolute_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    absolute_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _absolute_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        absolute_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        absolute_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -76,57 +67,48 @@ def _bind_absolute_percentage_error(t, p, o):
     return absolute_percentage_error(t, p)
 
 
-def _absolute_percentage_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _absolute_percentage_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _absolute_percentage_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    absolute_percentage_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _absolute_percentage_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        absolute_percentage_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        absolute_percentage_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _absolute_percentage_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _absolute_percentage_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _absolute_percentage_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    absolute_percentage_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _absolute_percentage_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        absolute_percentage_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        absolute_percentage_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _absolute_percentage_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _absolute_percentage_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_absolute_percentage_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _absolute_percentage_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    absolute_percentage_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _absolute_percentage_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        absolute_percentage_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        absolute_percentage_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -134,57 +116,48 @@ def _bind_bce_logits(t, p, o):
     return bce_logits(t, p, o[0])
 
 
-def _bce_logits_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _bce_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _bce_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    bce_logits_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _bce_logits_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        bce_logits_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        bce_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _bce_logits_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _bce_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _bce_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    bce_logits_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _bce_logits_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        bce_logits_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        bce_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _bce_logits_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _bce_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_bce_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _bce_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    bce_logits_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _bce_logits_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        bce_logits_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        bce_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -192,57 +165,48 @@ def _bind_bce_probs(t, p, o):
     return bce_probs(t, p, o[0])
 
 
-def _bce_probs_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _bce_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _bce_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    bce_probs_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _bce_probs_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        bce_probs_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        bce_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _bce_probs_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _bce_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _bce_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    bce_probs_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _bce_probs_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        bce_probs_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        bce_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _bce_probs_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _bce_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_bce_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _bce_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    bce_probs_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _bce_probs_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        bce_probs_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        bce_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -250,57 +214,48 @@ def _bind_binary_focal_logits(t, p, o):
     return binary_focal_logits(t, p, o[0], o[1], o[2], o[3])
 
 
-def _binary_focal_logits_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _binary_focal_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _binary_focal_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    binary_focal_logits_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _binary_focal_logits_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        binary_focal_logits_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        binary_focal_logits_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _binary_focal_logits_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _binary_focal_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _binary_focal_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    binary_focal_logits_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _binary_focal_logits_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        binary_focal_logits_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        binary_focal_logits_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _binary_focal_logits_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _binary_focal_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_binary_focal_logits, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _binary_focal_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    binary_focal_logits_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _binary_focal_logits_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        binary_focal_logits_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        binary_focal_logits_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -308,57 +263,48 @@ def _bind_binary_focal_probs(t, p, o):
     return binary_focal_probs(t, p, o[0], o[1], o[2], o[3])
 
 
-def _binary_focal_probs_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _binary_focal_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _binary_focal_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    binary_focal_probs_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _binary_focal_probs_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        binary_focal_probs_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        binary_focal_probs_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _binary_focal_probs_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _binary_focal_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _binary_focal_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    binary_focal_probs_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _binary_focal_probs_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        binary_focal_probs_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        binary_focal_probs_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _binary_focal_probs_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _binary_focal_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_binary_focal_probs, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _binary_focal_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    binary_focal_probs_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _binary_focal_probs_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        binary_focal_probs_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        binary_focal_probs_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -366,57 +312,48 @@ def _bind_hinge(t, p, o):
     return hinge(t, p)
 
 
-def _hinge_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    hinge_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _hinge_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        hinge_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _hinge_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    hinge_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _hinge_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        hinge_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _hinge_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    hinge_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _hinge_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        hinge_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -424,57 +361,48 @@ def _bind_hinge_embedding(t, p, o):
     return hinge_embedding(t, p, o[0])
 
 
-def _hinge_embedding_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _hinge_embedding_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _hinge_embedding_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    hinge_embedding_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _hinge_embedding_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        hinge_embedding_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        hinge_embedding_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _hinge_embedding_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _hinge_embedding_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _hinge_embedding_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    hinge_embedding_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _hinge_embedding_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        hinge_embedding_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        hinge_embedding_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _hinge_embedding_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _hinge_embedding_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_hinge_embedding, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _hinge_embedding_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    hinge_embedding_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _hinge_embedding_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        hinge_embedding_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        hinge_embedding_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -482,57 +410,48 @@ def _bind_huber(t, p, o):
     return huber(t, p, o[0])
 
 
-def _huber_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _huber_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _huber_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    huber_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _huber_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        huber_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        huber_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _huber_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _huber_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _huber_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    huber_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _huber_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        huber_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        huber_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _huber_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _huber_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_huber, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _huber_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    huber_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _huber_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        huber_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        huber_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -540,57 +459,48 @@ def _bind_kl_divergence(t, p, o):
     return kl_divergence(t, p)
 
 
-def _kl_divergence_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _kl_divergence_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _kl_divergence_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    kl_divergence_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _kl_divergence_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        kl_divergence_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        kl_divergence_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _kl_divergence_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _kl_divergence_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _kl_divergence_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    kl_divergence_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _kl_divergence_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        kl_divergence_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        kl_divergence_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _kl_divergence_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _kl_divergence_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_kl_divergence, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _kl_divergence_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    kl_divergence_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _kl_divergence_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        kl_divergence_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        kl_divergence_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -598,57 +508,48 @@ def _bind_log_cosh(t, p, o):
     return log_cosh(t, p)
 
 
-def _log_cosh_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _log_cosh_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _log_cosh_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    log_cosh_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _log_cosh_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        log_cosh_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        log_cosh_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _log_cosh_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _log_cosh_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _log_cosh_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    log_cosh_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _log_cosh_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        log_cosh_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        log_cosh_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _log_cosh_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _log_cosh_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_log_cosh, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _log_cosh_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    log_cosh_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _log_cosh_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        log_cosh_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        log_cosh_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -656,57 +557,48 @@ def _bind_poisson(t, p, o):
     return poisson(t, p)
 
 
-def _poisson_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _poisson_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _poisson_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    poisson_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _poisson_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        poisson_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        poisson_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _poisson_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _poisson_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _poisson_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    poisson_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _poisson_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        poisson_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        poisson_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _poisson_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _poisson_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_poisson, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _poisson_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    poisson_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _poisson_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        poisson_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        poisson_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -714,57 +606,48 @@ def _bind_poisson_nll(t, p, o):
     return poisson_nll(t, p, o[0], o[1], o[2])
 
 
-def _poisson_nll_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _poisson_nll_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _poisson_nll_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    poisson_nll_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _poisson_nll_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        poisson_nll_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        poisson_nll_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _poisson_nll_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _poisson_nll_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _poisson_nll_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    poisson_nll_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _poisson_nll_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        poisson_nll_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        poisson_nll_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _poisson_nll_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _poisson_nll_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_poisson_nll, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _poisson_nll_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    poisson_nll_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _poisson_nll_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        poisson_nll_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        poisson_nll_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -772,57 +655,48 @@ def _bind_sigmoid_focal(t, p, o):
     return sigmoid_focal(t, p, o[0], o[1])
 
 
-def _sigmoid_focal_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _sigmoid_focal_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _sigmoid_focal_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    sigmoid_focal_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _sigmoid_focal_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        sigmoid_focal_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        sigmoid_focal_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _sigmoid_focal_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _sigmoid_focal_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _sigmoid_focal_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    sigmoid_focal_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _sigmoid_focal_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        sigmoid_focal_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        sigmoid_focal_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _sigmoid_focal_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _sigmoid_focal_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_sigmoid_focal, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _sigmoid_focal_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    sigmoid_focal_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _sigmoid_focal_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        sigmoid_focal_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        sigmoid_focal_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -830,57 +704,48 @@ def _bind_smooth_l1(t, p, o):
     return smooth_l1(t, p, o[0])
 
 
-def _smooth_l1_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _smooth_l1_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _smooth_l1_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    smooth_l1_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _smooth_l1_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        smooth_l1_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        smooth_l1_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _smooth_l1_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _smooth_l1_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _smooth_l1_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    smooth_l1_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _smooth_l1_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        smooth_l1_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        smooth_l1_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _smooth_l1_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _smooth_l1_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_smooth_l1, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _smooth_l1_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    smooth_l1_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _smooth_l1_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        smooth_l1_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        smooth_l1_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -888,57 +753,48 @@ def _bind_soft_margin(t, p, o):
     return soft_margin(t, p)
 
 
-def _soft_margin_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _soft_margin_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _soft_margin_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    soft_margin_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _soft_margin_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        soft_margin_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        soft_margin_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _soft_margin_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _soft_margin_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _soft_margin_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    soft_margin_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _soft_margin_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        soft_margin_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        soft_margin_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _soft_margin_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _soft_margin_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_soft_margin, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _soft_margin_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    soft_margin_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _soft_margin_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        soft_margin_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        soft_margin_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -946,57 +802,48 @@ def _bind_squared_error(t, p, o):
     return squared_error(t, p)
 
 
-def _squared_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _squared_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _squared_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _squared_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _squared_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _squared_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _squared_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _squared_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _squared_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1004,57 +851,48 @@ def _bind_squared_hinge(t, p, o):
     return squared_hinge(t, p)
 
 
-def _squared_hinge_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _squared_hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_hinge_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _squared_hinge_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_hinge_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_hinge_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _squared_hinge_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _squared_hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_hinge_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _squared_hinge_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_hinge_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_hinge_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _squared_hinge_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_hinge, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _squared_hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_hinge_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _squared_hinge_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_hinge_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_hinge_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1062,57 +900,48 @@ def _bind_squared_log_error(t, p, o):
     return squared_log_error(t, p)
 
 
-def _squared_log_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_log_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _squared_log_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_log_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _squared_log_error_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_log_error_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_log_error_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _squared_log_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_log_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _squared_log_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_log_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _squared_log_error_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_log_error_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_log_error_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _squared_log_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _squared_log_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_squared_log_error, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _squared_log_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    squared_log_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _squared_log_error_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        squared_log_error_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        squared_log_error_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1120,57 +949,48 @@ def _bind_torch_bce(t, p, o):
     return torch_bce(t, p)
 
 
-def _torch_bce_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _torch_bce_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _torch_bce_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    torch_bce_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _torch_bce_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        torch_bce_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        torch_bce_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _torch_bce_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _torch_bce_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _torch_bce_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    torch_bce_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _torch_bce_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        torch_bce_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        torch_bce_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _torch_bce_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _torch_bce_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_torch_bce, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _torch_bce_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    torch_bce_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _torch_bce_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        torch_bce_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        torch_bce_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1178,57 +998,48 @@ def _bind_torch_kl_div(t, p, o):
     return torch_kl_div(t, p, o[0])
 
 
-def _torch_kl_div_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _torch_kl_div_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _torch_kl_div_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    torch_kl_div_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _torch_kl_div_value_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        torch_kl_div_value_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        torch_kl_div_value_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _torch_kl_div_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _torch_kl_div_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _torch_kl_div_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    torch_kl_div_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _torch_kl_div_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        torch_kl_div_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        torch_kl_div_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _torch_kl_div_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _torch_kl_div_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     pointwise(bind_torch_kl_div, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _torch_kl_div_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    torch_kl_div_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _torch_kl_div_value_and_grad_parallel(t, p, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        torch_kl_div_value_and_grad_tasks(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        torch_kl_div_value_and_grad_serial(t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1236,57 +1047,48 @@ def _bind_gaussian_kl(t, a, b, o):
     return gaussian_kl(t, a, b)
 
 
-def _gaussian_kl_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _gaussian_kl_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, True, False)
-
-
-def _gaussian_kl_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    gaussian_kl_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _gaussian_kl_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        gaussian_kl_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        gaussian_kl_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _gaussian_kl_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _gaussian_kl_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, False, True)
-
-
-def _gaussian_kl_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    gaussian_kl_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _gaussian_kl_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        gaussian_kl_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        gaussian_kl_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _gaussian_kl_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _gaussian_kl_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_gaussian_kl, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, True, True)
-
-
-def _gaussian_kl_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    gaussian_kl_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _gaussian_kl_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        gaussian_kl_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        gaussian_kl_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1294,57 +1096,48 @@ def _bind_gaussian_nll(t, a, b, o):
     return gaussian_nll(t, a, b, o[0], o[1])
 
 
-def _gaussian_nll_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _gaussian_nll_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, True, False)
-
-
-def _gaussian_nll_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    gaussian_nll_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _gaussian_nll_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        gaussian_nll_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        gaussian_nll_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _gaussian_nll_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _gaussian_nll_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, False, True)
-
-
-def _gaussian_nll_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    gaussian_nll_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _gaussian_nll_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        gaussian_nll_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        gaussian_nll_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _gaussian_nll_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _gaussian_nll_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_gaussian_nll, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, True, True)
-
-
-def _gaussian_nll_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    gaussian_nll_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _gaussian_nll_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        gaussian_nll_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        gaussian_nll_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1352,57 +1145,48 @@ def _bind_margin_ranking(t, a, b, o):
     return margin_ranking(t, a, b, o[0])
 
 
-def _margin_ranking_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _margin_ranking_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, True, False)
-
-
-def _margin_ranking_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    margin_ranking_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _margin_ranking_value_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        margin_ranking_value_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        margin_ranking_value_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
-def _margin_ranking_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _margin_ranking_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, False, True)
-
-
-def _margin_ranking_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    margin_ranking_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _margin_ranking_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        margin_ranking_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        margin_ranking_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, False)
 
 
-def _margin_ranking_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
+def _margin_ranking_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last):
     pointwise_pair(bind_margin_ranking, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last, True, True)
-
-
-def _margin_ranking_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    margin_ranking_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
-    return pointwise_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return pointwise_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _margin_ranking_value_and_grad_parallel(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        margin_ranking_value_and_grad_tasks(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
+        margin_ranking_value_and_grad_serial(t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials, first, last)
     return pointwise_total(C, row_out, partials, True)
 
 
@@ -1410,57 +1194,48 @@ def _bind_categorical_hinge(t, label, p, cw, o, g, scale, lane, lanes, shared, G
     return categorical_hinge(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
 
 
-def _categorical_hinge_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _categorical_hinge_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _categorical_hinge_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    categorical_hinge_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _categorical_hinge_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        categorical_hinge_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        categorical_hinge_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _categorical_hinge_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _categorical_hinge_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _categorical_hinge_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    categorical_hinge_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _categorical_hinge_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        categorical_hinge_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        categorical_hinge_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _categorical_hinge_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _categorical_hinge_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_categorical_hinge, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _categorical_hinge_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    categorical_hinge_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _categorical_hinge_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        categorical_hinge_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        categorical_hinge_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1468,57 +1243,48 @@ def _bind_cosine_similarity(t, label, p, cw, o, g, scale, lane, lanes, shared, G
     return cosine_similarity(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
 
 
-def _cosine_similarity_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _cosine_similarity_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _cosine_similarity_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    cosine_similarity_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _cosine_similarity_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        cosine_similarity_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        cosine_similarity_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _cosine_similarity_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _cosine_similarity_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _cosine_similarity_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    cosine_similarity_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _cosine_similarity_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        cosine_similarity_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        cosine_similarity_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _cosine_similarity_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _cosine_similarity_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_cosine_similarity, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _cosine_similarity_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    cosine_similarity_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _cosine_similarity_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        cosine_similarity_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        cosine_similarity_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1526,57 +1292,48 @@ def _bind_focal_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared,
     return focal_cross_entropy(t, label, p, cw, o[0], o[1], o[2], o[3], g, scale, lane, lanes, shared, GRAD)
 
 
-def _focal_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _focal_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _focal_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    focal_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _focal_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        focal_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        focal_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _focal_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _focal_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _focal_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    focal_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _focal_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        focal_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        focal_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _focal_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _focal_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_focal_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _focal_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    focal_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _focal_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        focal_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        focal_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1584,57 +1341,48 @@ def _bind_generalized_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, s
     return generalized_cross_entropy(t, label, p, cw, o[0], g, scale, lane, lanes, shared, GRAD)
 
 
-def _generalized_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _generalized_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _generalized_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    generalized_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _generalized_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        generalized_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        generalized_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _generalized_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _generalized_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _generalized_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    generalized_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _generalized_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        generalized_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        generalized_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _generalized_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _generalized_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_generalized_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _generalized_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    generalized_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _generalized_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        generalized_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        generalized_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1642,57 +1390,48 @@ def _bind_multi_margin(t, label, p, cw, o, g, scale, lane, lanes, shared, GRAD):
     return multi_margin(t, label, p, cw, o[0], o[1], g, scale, lane, lanes, shared, GRAD)
 
 
-def _multi_margin_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _multi_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _multi_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    multi_margin_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _multi_margin_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        multi_margin_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        multi_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _multi_margin_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _multi_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _multi_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    multi_margin_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _multi_margin_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        multi_margin_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        multi_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _multi_margin_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _multi_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_multi_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _multi_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    multi_margin_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _multi_margin_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        multi_margin_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        multi_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1700,57 +1439,48 @@ def _bind_multilabel_soft_margin(t, label, p, cw, o, g, scale, lane, lanes, shar
     return multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
 
 
-def _multilabel_soft_margin_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _multilabel_soft_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _multilabel_soft_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    multilabel_soft_margin_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _multilabel_soft_margin_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        multilabel_soft_margin_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        multilabel_soft_margin_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _multilabel_soft_margin_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _multilabel_soft_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _multilabel_soft_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    multilabel_soft_margin_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _multilabel_soft_margin_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        multilabel_soft_margin_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        multilabel_soft_margin_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _multilabel_soft_margin_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _multilabel_soft_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_multilabel_soft_margin, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _multilabel_soft_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    multilabel_soft_margin_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _multilabel_soft_margin_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        multilabel_soft_margin_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        multilabel_soft_margin_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1758,57 +1488,48 @@ def _bind_negative_log_likelihood(t, label, p, cw, o, g, scale, lane, lanes, sha
     return negative_log_likelihood(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
 
 
-def _negative_log_likelihood_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _negative_log_likelihood_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _negative_log_likelihood_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    negative_log_likelihood_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _negative_log_likelihood_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        negative_log_likelihood_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        negative_log_likelihood_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _negative_log_likelihood_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _negative_log_likelihood_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _negative_log_likelihood_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    negative_log_likelihood_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _negative_log_likelihood_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        negative_log_likelihood_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        negative_log_likelihood_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _negative_log_likelihood_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _negative_log_likelihood_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_negative_log_likelihood, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _negative_log_likelihood_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    negative_log_likelihood_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _negative_log_likelihood_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        negative_log_likelihood_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        negative_log_likelihood_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1816,57 +1537,48 @@ def _bind_probs_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, shared,
     return probs_cross_entropy(t, label, p, cw, o[0], g, scale, lane, lanes, shared, GRAD)
 
 
-def _probs_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _probs_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _probs_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    probs_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _probs_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        probs_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        probs_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _probs_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _probs_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _probs_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    probs_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _probs_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        probs_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        probs_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _probs_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _probs_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_probs_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _probs_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    probs_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _probs_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        probs_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        probs_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1874,57 +1586,48 @@ def _bind_softmax_cross_entropy(t, label, p, cw, o, g, scale, lane, lanes, share
     return softmax_cross_entropy(t, label, p, cw, o[0], o[1], g, scale, lane, lanes, shared, GRAD)
 
 
-def _softmax_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _softmax_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _softmax_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    softmax_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _softmax_cross_entropy_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        softmax_cross_entropy_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        softmax_cross_entropy_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _softmax_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _softmax_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _softmax_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    softmax_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _softmax_cross_entropy_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        softmax_cross_entropy_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        softmax_cross_entropy_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _softmax_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _softmax_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_softmax_cross_entropy, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _softmax_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    softmax_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _softmax_cross_entropy_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        softmax_cross_entropy_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        softmax_cross_entropy_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1932,57 +1635,48 @@ def _bind_stacked_triplet(t, label, p, cw, o, g, scale, lane, lanes, shared, GRA
     return stacked_triplet(t, label, p, cw, o[0], g, scale, lane, lanes, shared, GRAD)
 
 
-def _stacked_triplet_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _stacked_triplet_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, False)
-
-
-def _stacked_triplet_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    stacked_triplet_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _stacked_triplet_value_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        stacked_triplet_value_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        stacked_triplet_value_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _stacked_triplet_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _stacked_triplet_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, False, True)
-
-
-def _stacked_triplet_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    stacked_triplet_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _stacked_triplet_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        stacked_triplet_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        stacked_triplet_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _stacked_triplet_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
+def _stacked_triplet_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last):
     rowwise(bind_stacked_triplet, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last, True, True)
-
-
-def _stacked_triplet_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    stacked_triplet_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _stacked_triplet_value_and_grad_parallel(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        stacked_triplet_value_and_grad_tasks(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
+        stacked_triplet_value_and_grad_serial(t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -1990,57 +1684,48 @@ def _bind_contrastive(y, x, o, g, scale, lane, lanes, shared, GRAD):
     return contrastive(y, x, o[0], o[1], g, scale, lane, lanes, shared, GRAD)
 
 
-def _contrastive_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _contrastive_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, False)
-
-
-def _contrastive_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    contrastive_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _contrastive_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        contrastive_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        contrastive_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _contrastive_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _contrastive_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, False, True)
-
-
-def _contrastive_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    contrastive_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _contrastive_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        contrastive_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        contrastive_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _contrastive_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _contrastive_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_contrastive, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, True)
-
-
-def _contrastive_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    contrastive_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _contrastive_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        contrastive_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        contrastive_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -2048,57 +1733,48 @@ def _bind_cosine_embedding(y, x, o, g, scale, lane, lanes, shared, GRAD):
     return cosine_embedding(y, x, o[0], g, scale, lane, lanes, shared, GRAD)
 
 
-def _cosine_embedding_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _cosine_embedding_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, False)
-
-
-def _cosine_embedding_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    cosine_embedding_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _cosine_embedding_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        cosine_embedding_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        cosine_embedding_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _cosine_embedding_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _cosine_embedding_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, False, True)
-
-
-def _cosine_embedding_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    cosine_embedding_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _cosine_embedding_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        cosine_embedding_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        cosine_embedding_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _cosine_embedding_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _cosine_embedding_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_cosine_embedding, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, True)
-
-
-def _cosine_embedding_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    cosine_embedding_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _cosine_embedding_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        cosine_embedding_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        cosine_embedding_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -2106,57 +1782,48 @@ def _bind_quadruplet(y, x, o, g, scale, lane, lanes, shared, GRAD):
     return quadruplet(y, x, o[0], o[1], g, scale, lane, lanes, shared, GRAD)
 
 
-def _quadruplet_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _quadruplet_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, False)
-
-
-def _quadruplet_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    quadruplet_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _quadruplet_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        quadruplet_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        quadruplet_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _quadruplet_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _quadruplet_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, False, True)
-
-
-def _quadruplet_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    quadruplet_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _quadruplet_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        quadruplet_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        quadruplet_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _quadruplet_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _quadruplet_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_quadruplet, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, True)
-
-
-def _quadruplet_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    quadruplet_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _quadruplet_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        quadruplet_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        quadruplet_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
@@ -2164,70 +1831,61 @@ def _bind_triplet_margin(y, x, o, g, scale, lane, lanes, shared, GRAD):
     return triplet_margin(y, x, o[0], o[1], o[2], o[3], g, scale, lane, lanes, shared, GRAD)
 
 
-def _triplet_margin_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _triplet_margin_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, False)
-
-
-def _triplet_margin_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    triplet_margin_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _triplet_margin_value_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        triplet_margin_value_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        triplet_margin_value_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
-def _triplet_margin_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _triplet_margin_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, False, True)
-
-
-def _triplet_margin_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    triplet_margin_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, False)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, False)
+    return 0.0
 
 
 def _triplet_margin_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        triplet_margin_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        triplet_margin_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, False)
 
 
-def _triplet_margin_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
+def _triplet_margin_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last):
     tuplewise(bind_triplet_margin, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last, True, True)
-
-
-def _triplet_margin_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
-    first, last = block_range(partials.size, 0, 1)  # (int64s: the parallel kernel's types)
-    triplet_margin_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
-    return rows_total(C, row_out, partials, True)
+    if first == 0 and last == partials.size:
+        return rows_total(C, row_out, partials, True)
+    return 0.0
 
 
 def _triplet_margin_value_and_grad_parallel(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials):
     blocks = task_blocks(partials.size)
     for block in prange(blocks):
         first, last = block_range(partials.size, block, blocks)
-        triplet_margin_value_and_grad_tasks(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
+        triplet_margin_value_and_grad_serial(y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, gc, gd, partials, first, last)
     return rows_total(C, row_out, partials, True)
 
 
 def __getattr__(name):
-    """``{element}_{mode}_{serial|parallel|tasks}``: the Numba dispatcher, made once."""
+    """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
     if name not in KERNEL_ELEMENTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     binder = "bind_" + KERNEL_ELEMENTS[name]
     if binder not in globals():
         globals()[binder] = njit(inline="always")(globals()["_" + binder])
-    tasks = name.rsplit("_", 1)[0] + "_tasks"
-    if name != tasks and tasks not in globals():  # (Numba reads it from globals())
-        __getattr__(tasks)
+    serial = name[:-len("parallel")] + "serial"
+    if name.endswith("_parallel") and serial not in globals():
+        __getattr__(serial)  # (the parallel kernel calls it: Numba reads it from globals())
     kernel = njit(parallel=name.endswith("_parallel"), cache=True, nogil=True,
                   fastmath=FASTMATH, error_model="numpy")(globals()["_" + name])
     globals()[name] = kernel

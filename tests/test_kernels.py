@@ -138,12 +138,13 @@ VECTORISED = r"""
     from fastloss.kernels import elements, generated_cpu
     a, w = float32[::1], float64[::1]
     o = types.UniTuple(float32, elements.OPTION_SLOTS)
-    sigs = {"pointwise": (a, a, o, int64, w, w, w, a, a, w, int64, int64),
-            "pair": (a, a, a, o, int64, w, w, w, a, a, a, w, int64, int64)}
+    tasks = (int64, int64)  # (first, last)
+    sigs = {"pointwise": (a, a, o, int64, w, w, w, a, a, w, *tasks),
+            "pair": (a, a, a, o, int64, w, w, w, a, a, a, w, *tasks)}
     for family, names in (("pointwise", elements.ELEMENTS), ("pair", elements.PAIR_ELEMENTS)):
         for name in sorted(names):
-            # (the task function: the loop that both the serial and parallel kernels run)
-            kernel = getattr(generated_cpu, f"{name}_value_and_grad_tasks")
+            # (the serial kernel: its loop is the one that the parallel kernel calls too)
+            kernel = getattr(generated_cpu, f"{name}_value_and_grad_serial")
             kernel.compile(sigs[family])
             ir = kernel.inspect_llvm(sigs[family])
             body = next(b for b in re.split(r"\n(?=define )", ir)
