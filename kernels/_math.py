@@ -65,7 +65,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "log", "log1p", "expm1"]
+__all__ = ["exp", "log", "log1p", "expm1", "sqrt"]
 
 _f32 = np.float32
 _f64 = np.float64
@@ -562,6 +562,35 @@ def exp_bounded(x):
     sums of exponentials that only need relative accuracy (the softmax)."""
     y = np.exp(np.minimum(x, 88.0 if np.asarray(x).dtype == np.float32 else 709.0))
     return np.where(x < (-86.0 if np.asarray(x).dtype == np.float32 else -708.0), 0.0, y)
+
+
+@intrinsic
+def _sqrt(typingctx, x):
+    """IEEE square root (``llvm.sqrt``: ``vsqrtps``/``vsqrtpd``); Numba lowers
+    ``math.sqrt`` to a call of the C library's ``sqrt`` instead."""
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fn = builder.module.declare_intrinsic("llvm.sqrt", [args[0].type])
+        return builder.call(fn, args)
+
+    return x(x), codegen
+
+
+def sqrt(x):
+    """Square root, correctly rounded like ``math.sqrt`` (NumPy outside compiled code;
+    an instruction, so vectorisable, inside @njit code; NaN for x < 0)."""
+    return np.sqrt(x)
+
+
+@overload(sqrt, inline="always")
+def _ol_sqrt(x):
+    if isinstance(x, types.Float):
+        return lambda x: _sqrt(x)
+    if isinstance(x, (types.Integer, types.Boolean)):
+        return lambda x: _sqrt(np.float64(x))
+    return None
 
 
 def _register(stub):

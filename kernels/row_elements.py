@@ -20,11 +20,9 @@ reductions (``rowwise_cuda``), which every lane calls and whose result every lan
 A value a lane writes, only that lane reads back, so no other synchronisation is needed.
 """
 
-from math import sqrt
-
 from numba import njit
 
-from ._math import exp, exp_bounded, log
+from ._math import exp, exp_bounded, log, sqrt
 from .elements import EPSILON, bce_logits, clamp_min_zero, clip, hinge_slope, sign
 from .pointwise import FASTMATH
 
@@ -92,7 +90,7 @@ def clip_probability(q):
     return clip(q, T(EPSILON), T(1.0 - EPSILON))
 
 
-@helper
+@loop_helper  # (inlined: as a function of its own LLVM left it a call, the loop scalar)
 def power(x, a):
     """x**a for x > 0 (exact for the common a = 2)."""
     T = type(x)
@@ -269,7 +267,7 @@ def probs_cross_entropy(t, label, p, cw, label_smoothing, g, scale, lane, lanes,
     return loss
 
 
-@helper
+@loop_helper  # (inlined, as power)
 def focal_term(y, q, alpha, gamma):
     """Keras's focal crossentropy term of one class and its derivative in q:
     -alpha y (1 - c)**gamma log c, c = clip(q)."""
@@ -484,7 +482,7 @@ def squared_distance(x1, x2, shared, lane, lanes):
     return row_sum(s, shared, lane, lanes)
 
 
-@helper
+@loop_helper  # (inlined, as power)
 def abs_power(v, power):
     """|v|**power (0 at v = 0)."""
     T = type(v)
@@ -519,7 +517,7 @@ def inverse_or_zero(x):
     return T(1.0) / x if x != T(0.0) else T(0.0)
 
 
-@helper
+@loop_helper  # (inlined, as power)
 def p_distance_slope(v, dist, power):
     """d ||v||_power / d v_j for the component v_j of a vector of norm dist: 0 where
     the norm is 0, as PyTorch's norm backward."""

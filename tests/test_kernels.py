@@ -19,9 +19,10 @@ def test_generated_kernels_are_up_to_date():
         assert on_disk == render(), f"{filename} is stale: run python -m fastloss.kernels._generate"
 
 
-def run_python(code, **env):
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, env={**os.environ, **env}, timeout=600)
+def run_python(code, *args, **env):
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
+                            capture_output=True, text=True, env={**os.environ, **env},
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -133,20 +134,26 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
 
 
 VECTORISED = r"""
-    import re
+    import re, sys
     from numba import float32, float64, int64, types
-    from fastloss.kernels import elements, generated_cpu
-    a, w = float32[::1], float64[::1]
+    from fastloss.kernels import elements, generated_cpu, row_elements
+    a, w, i = float32[::1], float64[::1], int64[::1]
     o = types.UniTuple(float32, elements.OPTION_SLOTS)
     tasks = (int64, int64)  # (first, last)
-    sigs = {"pointwise": (a, a, o, int64, w, w, w, a, a, w, *tasks),
-            "pair": (a, a, a, o, int64, w, w, w, a, a, a, w, *tasks)}
-    for family, names in (("pointwise", elements.ELEMENTS), ("pair", elements.PAIR_ELEMENTS)):
+    families = {
+        "pointwise": (elements.ELEMENTS, (a, a, o, int64, w, w, w, a, a, w, *tasks)),
+        "pair": (elements.PAIR_ELEMENTS, (a, a, a, o, int64, w, w, w, a, a, a, w, *tasks)),
+        "rows": (row_elements.ROW_ELEMENTS, (a, i, a, w, o, int64, w, w, w, a, a, w, *tasks)),
+        "tuple": (row_elements.TUPLE_ELEMENTS,
+                  (a, a, a, a, a, o, int64, w, w, w, a, a, a, a, a, w, *tasks)),
+    }
+    for family in sys.argv[1:]:
+        names, sig = families[family]
         for name in sorted(names):
             # (the serial kernel: its loop is the one that the parallel kernel calls too)
             kernel = getattr(generated_cpu, f"{name}_value_and_grad_serial")
-            kernel.compile(sigs[family])
-            ir = kernel.inspect_llvm(sigs[family])
+            kernel.compile(sig)
+            ir = kernel.inspect_llvm(sig)
             body = next(b for b in re.split(r"\n(?=define )", ir)
                         if b.startswith("define") and "cpython" not in b.split("(")[0]
                         and "cfunc" not in b.split("(")[0])
@@ -158,16 +165,20 @@ VECTORISED = r"""
 
 
 @pytest.mark.slow
-def test_pointwise_kernels_vectorise_with_no_calls_in_their_loops(tmp_path):
-    """Every pointwise element's float32 kernel, read in LLVM IR: no call left (a scalar
-    libm function, an element or helper that LLVM did not inline) and vector float
-    arithmetic present, so a new loss or a change to the shared math cannot silently
-    lose vectorisation.  (A fresh cache: Numba keeps no IR for kernels it loads.)"""
-    from fastloss.kernels import elements
+@pytest.mark.parametrize("families", [("pointwise", "pair"), ("rows", "tuple")])
+def test_cpu_kernels_vectorise_with_no_calls_in_their_loops(tmp_path, families):
+    """Every element's float32 value_and_grad kernel, read in LLVM IR: no call left (a
+    scalar libm function such as ``sqrt``, an element or helper that LLVM did not inline)
+    and vector float arithmetic present, so a new loss or a change to the shared math
+    cannot silently lose vectorisation.  (A fresh cache: Numba keeps no IR for kernels it
+    loads.)"""
+    from fastloss.kernels import elements, row_elements
 
-    out = run_python(VECTORISED, NUMBA_CACHE_DIR=str(tmp_path))
+    out = run_python(VECTORISED, *families, NUMBA_CACHE_DIR=str(tmp_path))
     rows = [line.split() for line in out.splitlines()]
-    assert {r[0] for r in rows} == {*elements.ELEMENTS, *elements.PAIR_ELEMENTS}
+    expected = ({*elements.ELEMENTS, *elements.PAIR_ELEMENTS} if "pointwise" in families
+                else {*row_elements.ROW_ELEMENTS, *row_elements.TUPLE_ELEMENTS})
+    assert {r[0] for r in rows} == expected
     assert [r for r in rows if r[2] != "-"] == []
     assert [r for r in rows if int(r[1]) == 0] == []
 
