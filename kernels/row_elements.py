@@ -290,8 +290,22 @@ def focal_cross_entropy(t, label, p, cw, alpha, gamma, label_smoothing, from_log
     q_k (h_k - D) for the softmax, (h_k - D) / sum(p) otherwise, h = d term / dq and
     D = sum_j h_j q_j."""
     T = type(p[0])
+    # The default gamma = 2 gets a loop of its own, with gamma a constant there: in one
+    # loop for every gamma, the vectorised select computed (1 - c)**gamma through exp and
+    # log for every class even when gamma is 2.
+    if gamma == T(2.0):
+        return focal_row(t, label, p, alpha, T(2.0), label_smoothing, from_logits, g, scale,
+                         lane, lanes, shared, GRAD)
+    return focal_row(t, label, p, alpha, gamma, label_smoothing, from_logits, g, scale,
+                     lane, lanes, shared, GRAD)
+
+
+@loop_helper
+def focal_row(t, label, p, alpha, gamma, smoothing, from_logits, g, scale, lane, lanes, shared,
+              GRAD):
+    """focal_cross_entropy's row."""
+    T = type(p[0])
     C = p.size
-    smoothing = label_smoothing
     logits = from_logits != T(0.0)
     if logits:
         lse = T(softmax_stats(p, g, shared, lane, lanes, False)[0])
