@@ -38,11 +38,11 @@ def call_cpu(kernel, parallel, args):
     return kernel(*args)
 
 
-def all_tasks(args):
-    """What a generated serial kernel takes after its family's arguments to run every
-    task (and return their value): (first task, end), ``partials`` (the last argument)
-    holding one slot per task."""
-    return 0, args[-1].size
+def call_generated(kernel, parallel, args):
+    """A generated CPU kernel's call on a family's ``args``: a serial kernel runs every
+    task, (first task, end) = (0, size of ``partials``, the last argument), and returns
+    their value; a parallel one is handed the family's arguments alone."""
+    return call_cpu(kernel, parallel, args if parallel else (*args, 0, args[-1].size))
 
 
 class Launcher:
@@ -76,11 +76,10 @@ class Launcher:
         return call_cpu(getattr(self.kernels, name + suffix), self.parallel, args)
 
     def generated(self, name, args):
-        """Runs generated CPU kernel ``name`` on a family's ``args`` (serial: on all
-        tasks) and returns the value it returns."""
-        if self.parallel:
-            return self.cpu(name, *args)
-        return self.cpu(name, *args, *all_tasks(args))
+        """Runs generated CPU kernel ``name`` (serial or parallel) on a family's ``args``
+        and returns the value it returns."""
+        suffix = "_parallel" if self.parallel else "_serial"
+        return call_generated(getattr(self.kernels, name + suffix), self.parallel, args)
 
     # -- CUDA ---------------------------------------------------------------------------
 
@@ -369,8 +368,7 @@ class CpuPlan:
         else:  # (pairs and tuples: their slots as kernel_args lays them out)
             call = replace(self.template, inputs=inputs, targets=targets)
             args = kernel_args(call, rows, outputs, partials, self.gscale, writable, np.empty)
-        total = call_cpu(self.kernel, self.parallel, args if self.parallel else
-                         (*args, *all_tasks(args)))
+        total = call_generated(self.kernel, self.parallel, args)
         for target, buffer in zip(grads, buffers):
             if buffer is not target:
                 target[...] = buffer

@@ -149,7 +149,7 @@ def _tasks(segment, elem, t, p, o, C, weight, coef, gscale, row_out, grad, parti
 
 
 # The most blocks of consecutive tasks a parallel kernel cuts its tasks into (a block is
-# one call of the kernel's task function; Numba's static schedule deals them out to the
+# one call of the serial kernel; Numba's static schedule deals them out to the
 # threads).  A constant, not the thread count: reading that from compiled code makes
 # the kernel uncacheable.  Results never depend on it.
 MAX_BLOCKS = 256
@@ -173,8 +173,8 @@ def pointwise_total(C, row_out, partials, VALUE):
     into several tasks (layout A) from their chunks, in order."""
     if not VALUE:
         return 0.0
-    if row_out.size > 0 and C >= CHUNK:
-        chunks_per_row = (C + CHUNK - 1) // CHUNK
+    chunks_per_row = _plan(row_out.size, C)[2]  # (0 unless rows are split: layout A)
+    if row_out.size > 0 and chunks_per_row > 0:
         for r in range(row_out.size):
             row_out[r] = ordered_total(partials[r * chunks_per_row:], chunks_per_row)
     return ordered_total(partials, partials.size)
