@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from .arguments import ELEMENT_CALLS, KERNEL_ARGS, element_options, element_parameters
-from .elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS
+from .elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS, SPECIALISED
 from .row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
 
 HERE = Path(__file__).parent
@@ -51,14 +51,28 @@ def options_of(family, elements):
     return options
 
 
-def binder(family, name, fn, prefix=""):
+def binder(family, name, fn, prefix="", constant=None):
     """``bind_<element>``: the element called as its family body calls it, with the
-    slots of the option tuple ``o`` bound to the element's named options."""
+    slots of the option tuple ``o`` bound to the element's named options.  With
+    ``constant`` = (option, value): ``bind_<element>_special``, that option a constant."""
     slots = iter(range(OPTION_SLOTS))
     passed = [p if p in ELEMENT_CALLS[family] else f"o[{next(slots)}]"
               for p in element_parameters(fn)]
-    return [f"def {prefix}bind_{name}({', '.join(ELEMENT_CALLS[family])}):",
+    suffix = ""
+    if constant:
+        option, value = constant
+        at = element_parameters(fn).index(option)
+        passed[at] = f"type({passed[at]})({value!r})"
+        suffix = "_special"
+    return [f"def {prefix}bind_{name}{suffix}({', '.join(ELEMENT_CALLS[family])}):",
             f"    return {name}({', '.join(passed)})\n"]
+
+
+def special_test(family, name, fn):
+    """The option test that picks an element's special loop (see SPECIALISED)."""
+    option, value = SPECIALISED[name]
+    slot = element_options(fn, family).index(option)
+    return f"o[{slot}] == {value!r}"
 
 
 # Each (element, mode) compiles its loop once, in its serial kernel: tasks ``first ..
@@ -69,8 +83,7 @@ def binder(family, name, fn, prefix=""):
 # parfor passes.
 CPU_KERNELS = '''
 def _{kernel}_serial({args}, first, last):
-    {family}(bind_{name}, {args}, first, last, {value}, {grad})
-    if first == 0 and last == partials.size:
+{body}    if first == 0 and last == partials.size:
         return {total}(C, row_out, partials, {value})
     return 0.0
 
@@ -92,9 +105,9 @@ def __getattr__(name):
     """``{element}_{mode}_{serial|parallel}``: the kernel's Numba dispatcher, made once."""
     if name not in KERNEL_ELEMENTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    binder = "bind_" + KERNEL_ELEMENTS[name]
-    if binder not in globals():
-        globals()[binder] = njit(inline="always")(globals()["_" + binder])
+    for binder in ("bind_" + KERNEL_ELEMENTS[name], "bind_" + KERNEL_ELEMENTS[name] + "_special"):
+        if binder not in globals() and "_" + binder in globals():
+            globals()[binder] = njit(inline="always")(globals()["_" + binder])
     serial = name[:-len("parallel")] + "serial"
     if name.endswith("_parallel") and serial not in globals():
         __getattr__(serial)  # (the parallel kernel calls it: Numba reads it from globals())
@@ -118,12 +131,21 @@ def render_cpu():
         options.update(options_of(family, elements))
         for name in sorted(elements):
             lines += ["", *binder(family, name, elements[name], prefix="_")]
+            if name in SPECIALISED:
+                lines += ["", *binder(family, name, elements[name], prefix="_",
+                                      constant=SPECIALISED[name])]
             for mode, (value, grad) in MODES.items():
                 kernel = f"{name}_{mode}"
                 kernel_elements.update((f"{kernel}_{suffix}", name)
                                        for suffix in ("serial", "parallel"))
-                lines.append(CPU_KERNELS.format(kernel=kernel, args=args, family=family,
-                                                name=name, value=value, grad=grad,
+                call = f"{family}(bind_{{}}, {args}, first, last, {value}, {grad})"
+                if name in SPECIALISED:
+                    body = (f"    if {special_test(family, name, elements[name])}:\n"
+                            f"        {call.format(name + '_special')}\n"
+                            f"    else:\n        {call.format(name)}\n")
+                else:
+                    body = f"    {call.format(name)}\n"
+                lines.append(CPU_KERNELS.format(kernel=kernel, args=args, body=body, value=value,
                                                 total=TOTALS[family]))
     lines[6:6] = ["# Each element's named options: the order of the option tuple's slots.",
                   f"ELEMENT_OPTIONS = {dict(sorted(options.items()))!r}",

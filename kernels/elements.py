@@ -47,6 +47,21 @@ def pair_element(fn):
     return njit(inline="always")(fn)
 
 
+# Elements whose kernels get a second loop for one common value of an option, with that
+# value a constant there: {element: (option, value)}.  A loop-invariant option tested
+# inside the element does not split the loop: LLVM vectorises the branches as selects and
+# computes both (for the focal losses' gamma, exp(gamma log q) beside the default's q*q).
+SPECIALISED = {}
+
+
+def specialise(option, value):
+    """Give an element's kernels a loop of their own for ``option == value``."""
+    def register(fn):
+        SPECIALISED[fn.py_func.__name__] = (option, value)
+        return fn
+    return register
+
+
 def helper(fn):
     """Register a helper of the element functions, compiled like them."""
     HELPERS[fn.__name__] = fn
@@ -275,6 +290,7 @@ def bce_logits(t, p, label_smoothing):
     return loss, g
 
 
+@specialise("gamma", 2.0)
 @element
 def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy on probabilities."""
@@ -283,6 +299,7 @@ def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothin
                        apply_class_balancing, alpha, gamma)
 
 
+@specialise("gamma", 2.0)
 @element
 def binary_focal_logits(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy(from_logits=True): keras_focal of s = sigmoid(x)
@@ -297,6 +314,7 @@ def binary_focal_logits(t, p, apply_class_balancing, alpha, gamma, label_smoothi
                        apply_class_balancing, alpha, gamma)
 
 
+@specialise("gamma", 2.0)
 @element
 def sigmoid_focal(t, p, alpha, gamma):
     """Optax's sigmoid_focal_loss: ce (1 - p_t)**gamma, times class_balance(t, alpha) when
