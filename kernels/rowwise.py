@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from .pointwise import CHUNK, ordered_total
+from .row_elements import SCRATCH_SLOTS
 
 
 def plan(R, C):
@@ -33,7 +34,7 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
              as for the pointwise body (per-row weight and gradient factor, ...)
     ``rows_total`` then makes the value, ``sum_r weight_r * loss_r``, of the partials.
     """
-    _rows(_class_row, row_elem, (t, labels, p, cw), p.size // C, o, C, weight, coef, gscale,
+    _rows(_class_row, row_elem, (t, labels, p, cw), p, p.size // C, o, C, weight, coef, gscale,
           row_out, grad, partials, first, last, VALUE, GRAD)
 
 
@@ -68,7 +69,7 @@ def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, 
         loss = elem(y_r, (a_r, b_r, c_r, d_r), o, (ga_r, gb_r, gc_r, gd_r), scale,
                     lane, lanes, shared, GRAD)
     """
-    _rows(_tuple_row, elem, (y, a, b, c, d), a.size // C, o, C, weight, coef, gscale, row_out,
+    _rows(_tuple_row, elem, (y, a, b, c, d), a, a.size // C, o, C, weight, coef, gscale, row_out,
           (ga, gb, gc, gd), partials, first, last, VALUE, GRAD)
 
 
@@ -86,7 +87,7 @@ def _tuple_row(elem, inputs, o, C, scale, grad, r, shared, GRAD):
 
 
 @njit(inline="always")
-def _rows(row_loss, elem, inputs, R, o, C, weight, coef, gscale, row_out, grad, partials,
+def _rows(row_loss, elem, inputs, like, R, o, C, weight, coef, gscale, row_out, grad, partials,
           first, last, VALUE, GRAD):
     """The task loop of both row bodies: whole rows per task, one partial per task."""
     _, rows_per_task = _plan(R, C)
@@ -94,7 +95,8 @@ def _rows(row_loss, elem, inputs, R, o, C, weight, coef, gscale, row_out, grad, 
     coef_step = 1 if coef.size > 1 else 0
     want_rows = row_out.size > 0
     T = type(o[0])
-    shared = np.empty(0)  # the lanes' scratch: unused on the CPU
+    # The class sums' scratch rows (row_elements.class_term), in the inputs' dtype.
+    shared = np.empty((SCRATCH_SLOTS, C), like.dtype)
     for task in range(first, last):
         acc = 0.0
         for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):

@@ -44,6 +44,17 @@ def _row_max(x, shared, lane, lanes):
 
 
 @cuda.jit(device=True)
+def _class_term(acc, shared, slot, j, v):
+    """A lane's class sum adds its terms itself (the CPU stores them: row_elements)."""
+    return acc + v
+
+
+@cuda.jit(device=True)
+def _class_total(acc, shared, slot, C, lane, lanes):
+    return _row_sum(acc, shared, lane, lanes)
+
+
+@cuda.jit(device=True)
 def _exp_bounded(x):
     """exp saturated at e**88, like the CPU's exp_bounded (the simulator's math.exp would
     raise where the GPU's returns inf)."""
@@ -58,6 +69,8 @@ def _compile_all():
     retarget(row_elements.ROW_HELPERS, namespace, inline=False)
     namespace["row_sum"] = _row_sum
     namespace["row_max"] = _row_max
+    namespace["class_term"] = _class_term
+    namespace["class_total"] = _class_total
     return (retarget(row_elements.ROW_ELEMENTS, namespace, inline=False),
             retarget(row_elements.TUPLE_ELEMENTS, namespace, inline=False))
 
