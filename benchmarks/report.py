@@ -5,6 +5,8 @@
     python benchmarks/report.py --save results.json  # runs the suite, keeps its JSON
     python benchmarks/report.py --json results.json  # reports a saved --benchmark-json
     python benchmarks/report.py --stat min           # min, not median, of the rounds
+    python benchmarks/report.py --bench-json PATH    # README's Markdown table of a
+                                                     # `python -m fastloss bench --json PATH`
 
 Effective GB/s = the bytes a call must move / its median time, set against the copy of
 the same size from the same run (the limit for a memory-bound kernel); "vs numpy" is
@@ -23,7 +25,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from fastloss._bench import format_time, print_table, sci
+from fastloss._bench import format_time, markdown, print_table, sci
 
 HERE = Path(__file__).resolve().parent
 
@@ -110,7 +112,15 @@ def main(argv=None):
     parser.add_argument("--save", metavar="PATH", help="keep the run's --benchmark-json here")
     parser.add_argument("--stat", choices=("median", "min", "mean"), default="median",
                         help="which statistic of each benchmark's rounds (default: median)")
+    parser.add_argument("--bench-json", metavar="PATH",
+                        help="instead: print the Markdown table (every loss, the machine, the "
+                             "command) of a `python -m fastloss bench --json PATH` run, as "
+                             "README's performance section shows it")
     args, pytest_args = parser.parse_known_args(argv)
+    if args.bench_json:
+        with open(args.bench_json) as f:
+            print(markdown(json.load(f)), end="")
+        return 0
     if args.json:
         with open(args.json) as f:
             data = json.load(f)

@@ -1,5 +1,5 @@
-"""Every loss's value and value_and_grad beside the NumPy reference (and PyTorch when
-installed), at three sizes, plus a copy per size: the bandwidth a memory-bound kernel
+"""Every loss's value and value_and_grad beside the NumPy reference (and PyTorch and
+JAX where installed), at three sizes, plus a copy per size: the bandwidth a memory-bound kernel
 can reach.  Each loss+mode+size is one benchmark group, so the implementations sit
 side by side; ``benchmarks/report.py`` turns the groups into GB/s and ratios."""
 
@@ -58,6 +58,40 @@ def test_numpy_reference_matches(sample, name):
     assert len(ref_grad) == len(got_grad)
     for ref, got in zip(ref_grad, got_grad):
         np.testing.assert_allclose(ref, got, rtol=1e-10, atol=1e-15)
+
+
+PEER_CASES = [(name, "torch") for name in TORCH] + [(name, "jax") for name in JAX]
+
+
+@pytest.mark.parametrize("name, impl", PEER_CASES, ids=[f"{i}-{n}" for n, i in PEER_CASES])
+def test_peer_matches(sample, name, impl):
+    """PyTorch's and JAX's versions (``--peers``) compute fastloss's value and gradients
+    with the bench's reduction on its float32 data (else the ratios lie): rtol 1e-4, and an
+    atol of 1e-6 of the loss's largest gradient element (float32 cancellation where a
+    gradient nearly vanishes, e.g. y_pred ~ y_true).  Runs where PyTorch or JAX and Optax
+    are installed."""
+    t, p, _ = sample(10**4)
+    loss = fastloss.LOSSES[name]
+    args = _bench.arguments(name, t, p)
+    positions = _bench.gradient_positions(name, len(args))
+    value = loss(*args, **_bench.reduced(loss))
+    ref_value, ref_grad = loss.value_and_grad(*args, **_bench.reduced(loss))
+    ref_grad = ref_grad if isinstance(ref_grad, tuple) else (ref_grad,)
+    if impl == "torch":
+        got = _bench._torch_call(TORCH[name], "value", args, positions)().detach().numpy()
+        got_value, got_grad = _bench._torch_call(TORCH[name], "value_and_grad", args,
+                                                 positions)()
+        got_value, got_grad = got_value.detach().numpy(), [g.numpy() for g in got_grad]
+    else:
+        got = np.asarray(_bench._jax_call(JAX[name][0], args)())
+        got_value, got_grad = _bench._jax_call(JAX[name][1], args)()
+        got_grad = got_grad if isinstance(got_grad, tuple) else (got_grad,)
+    np.testing.assert_allclose(got, value, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(got_value), ref_value, rtol=1e-4, atol=1e-7)
+    assert len(got_grad) == len(ref_grad)
+    scale = max(float(np.max(np.abs(g))) for g in ref_grad)
+    for ref, got in zip(ref_grad, got_grad):
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-6 * scale)
 
 
 CROSS_ENTROPY_SHAPE = (4096, 32768)  # a large vocabulary: 512 MB of float32 logits

@@ -65,17 +65,17 @@ def bench(args):
 
 
 def parser():
-    from fastloss._bench import SIZES, sci
+    from fastloss._bench import PEERS, SIZES, sci
 
     top = argparse.ArgumentParser(prog="python -m fastloss",
                                   description="fastloss: loss functions as fused Numba kernels.")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    b = sub.add_parser("bench", help="time every loss against a copy, NumPy (and PyTorch)",
+    b = sub.add_parser("bench", help="time every loss against a copy, NumPy (and PyTorch, JAX)",
                        description="Times each loss's value and value_and_grad on sample data; "
                                    "reports effective GB/s against a memory copy measured in the "
-                                   "same run, and speed-ups against NumPy (and PyTorch when "
-                                   "installed).")
+                                   "same run, and speed-ups against NumPy (and, with --peers, "
+                                   "PyTorch and JAX where installed).")
     b.add_argument("--size", choices=SIZES, default="medium",
                    help="elements: " + ", ".join(f"{k}={sci(v)}" for k, v in SIZES.items())
                         + " (default: medium)")
@@ -85,6 +85,10 @@ def parser():
     b.add_argument("--loss", nargs="+", metavar="NAME", type=_loss_name,
                    help="losses to time, by name or alias (default: all)")
     b.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    b.add_argument("--peers", nargs="*", choices=PEERS, metavar="PEER",
+                   help="also time the same losses in PyTorch (torch.nn.functional) and JAX "
+                        "(Optax, jax.numpy) where installed; alone: both, else those named "
+                        f"({', '.join(PEERS)}); without it only fastloss, NumPy and the copy")
     b.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON")
     b.add_argument("--plot", metavar="PATH",
                    help="also write a PNG bar chart of each loss's %% of the copy's bandwidth "
@@ -146,6 +150,7 @@ def _positive_int(text):
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in bench's --json
     return args.func(args)
 
 

@@ -1,10 +1,12 @@
-"""``python -m fastloss bench``: every loss against a memory copy, NumPy and PyTorch.
+"""``python -m fastloss bench``: every loss against a memory copy, NumPy and (``--peers``)
+PyTorch and JAX.
 
 Each loss's value and value_and_grad run on sample data; their time becomes an
 effective bandwidth (the bytes that must move / time) set against a copy's bandwidth
-measured in the same run, and against the same loss written in NumPy (and in
-``torch.nn.functional`` when PyTorch is installed).  Only ratios within one run mean
-anything: absolute times depend on the machine and on what else runs on it.
+measured in the same run, and against the same loss written in NumPy (and, with
+``--peers``, in ``torch.nn.functional`` and JAX/Optax where installed).  Only ratios
+within one run mean anything: absolute times depend on the machine and on what else runs
+on it.  ``markdown(doc)`` turns the run's ``--json`` into the README's table.
 
 The NumPy references (``NUMPY``) and the call builders here are also what the
 pytest-benchmark suite in ``benchmarks/`` runs.
@@ -14,6 +16,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -327,25 +330,67 @@ def _on_module_of(x, arrays):
 
 
 
+# -- peers: the same loss in PyTorch and JAX (python -m fastloss bench --peers) ----------
+# A peer is timed only where it computes the number fastloss computes with the bench's
+# reduction (``reduced(loss)``: the class's, e.g. "mean" for PyTorch-named losses and
+# "sum_over_batch_size" for Keras-named ones) on the bench's sample data, and the gradient
+# of the same arrays (``gradient_positions``): checked at rtol 1e-4 in float32, value and
+# gradients, by benchmarks/test_bench_losses.py::test_peer_matches (where PyTorch, JAX
+# and Optax are installed).  Losses that no framework defines (quadruplet_loss,
+# contrastive_loss, gaussian_kl_loss, fbeta_loss, the Keras tutorials' triplet_loss) have
+# no peer.
+
+PEERS = {"torch": ("PyTorch", ("torch",)), "jax": ("JAX", ("jax", "optax"))}
+
+
 def torch_functions():
     """{loss name: f(*arrays)} from torch.nn.functional, taking fastloss's positional
-    arrays (labels first), or {} without PyTorch."""
+    arrays (labels first), or {} without PyTorch.
+
+    Only the losses whose ``torch.nn.functional`` version returns the same number with the
+    bench's reduction.  Not mapped: sigmoid_focal_loss (torchvision.ops, not
+    torch.nn.functional), poly_loss_cross_entropy (Optax's), the Keras losses on
+    probabilities that PyTorch has no function for (categorical, sparse categorical and
+    focal crossentropies: F.cross_entropy takes logits; mean_absolute_percentage_error,
+    mean_squared_logarithmic_error, log_cosh, hinge, squared_hinge, categorical_hinge,
+    categorical_generalized_cross_entropy, dice, tversky, circle)."""
     try:
+        import torch
         import torch.nn.functional as F
     except ImportError:
         return {}
-    targets_last = {
-        "mean_squared_error": F.mse_loss, "mse_loss": F.mse_loss,
-        "mean_absolute_error": F.l1_loss, "l1_loss": F.l1_loss,
-        "huber": F.huber_loss, "huber_loss": F.huber_loss,
+    targets_last = {  # f(input, target), PyTorch's default reduction "mean"
+        "mse_loss": F.mse_loss,
+        "l1_loss": F.l1_loss,
         "smooth_l1_loss": F.smooth_l1_loss,
-        "poisson": lambda p, t: F.poisson_nll_loss(p, t, log_input=False, eps=EPS),
-        "cross_entropy": F.cross_entropy,
-        "nll_loss": F.nll_loss,
-        "multi_margin_loss": F.multi_margin_loss,
-        "multilabel_soft_margin_loss": F.multilabel_soft_margin_loss,
+        "huber_loss": F.huber_loss,
+        "binary_cross_entropy": F.binary_cross_entropy,
+        "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+        "soft_margin_loss": F.soft_margin_loss,
+        # input: log-probabilities (the sample's values, as fastloss).  PyTorch's default
+        # "mean" (the elementwise mean, fastloss's kl_div) as the sum over the elements:
+        # the same number, without the warning that "mean" gives on every call
+        "kl_div": lambda x, t: F.kl_div(x, t, reduction="sum") / x.numel(),
         "hinge_embedding_loss": F.hinge_embedding_loss,
         "poisson_nll_loss": F.poisson_nll_loss,
+        "cross_entropy": F.cross_entropy,  # integer labels (targets_for)
+        "nll_loss": F.nll_loss,  # input: log-probabilities (the sample's values, as fastloss)
+        "multi_margin_loss": F.multi_margin_loss,
+        "multilabel_soft_margin_loss": F.multilabel_soft_margin_loss,
+        # Keras-named: "sum_over_batch_size" of the per-row means (rows of equal length)
+        # is the mean over every element, PyTorch's "mean"
+        "mean_squared_error": F.mse_loss,
+        "mean_absolute_error": F.l1_loss,
+        "huber": F.huber_loss,  # delta 1 both; |e| = delta gives the same value either side
+        "poisson": lambda p, t: F.poisson_nll_loss(p, t, log_input=False, eps=EPS),
+        # Keras clips probabilities to [1e-7, 1 - 1e-7], PyTorch clamps the logs at -100:
+        # the same number for probabilities inside that range (the sample's: [0.05, 0.95))
+        "binary_crossentropy": F.binary_cross_entropy,
+        # Keras sums t log(t / p) over the last axis (t and p clipped to [1e-7, 1]) and
+        # averages the rows: PyTorch's "batchmean" of log-probabilities
+        "kl_divergence": lambda p, t: F.kl_div(torch.log(p), t, reduction="batchmean"),
+        # Keras: -cos per row (rows L2-normalised), averaged over the rows
+        "cosine_similarity": lambda p, t: -F.cosine_similarity(p, t, dim=-1).mean(),
     }
     fns = {name: (lambda t, p, f=f: f(p, t)) for name, f in targets_last.items()}
     fns.update({
@@ -357,21 +402,201 @@ def torch_functions():
     return fns
 
 
-def jax_functions():
-    """{loss name: (value, value_and_grad)} as jitted JAX/Optax functions of (t, p), or
-    {} without JAX and Optax."""
+def jax_losses():
+    """{loss name: f(*arrays)} in JAX, taking fastloss's positional arrays (labels first)
+    and returning the bench's reduction of the loss (per element or per example where that
+    is "none"), or {} without JAX and Optax.  Optax's function where Optax has the loss;
+    for the Keras-named losses the expression Keras 3's JAX backend evaluates (the loss as
+    a Keras-on-JAX user runs it); for PyTorch-named losses without an Optax version a
+    one-line jax.numpy expression of PyTorch's formula.  Not mapped: circle (Keras's is
+    many lines of masked log-sum-exps), and the losses no framework defines."""
     try:
         import jax
-        import optax
+        import jax.numpy as jnp
+        import optax.losses
     except ImportError:
         return {}
+    eps = EPS
 
-    def ce(p, labels):
-        return optax.softmax_cross_entropy_with_integer_labels(p, labels).mean()
-    grad_of = {"cross_entropy": ce}
-    return {name: (jax.jit(lambda t, p, f=f: f(p, t)),
-                   jax.jit(lambda t, p, f=f: jax.value_and_grad(f)(p, t)))
-            for name, f in grad_of.items()}
+    def keras_hinge_labels(t):  # Keras: labels all 0 or 1 become -1 or 1
+        return jnp.where(jnp.all((t == 0) | (t == 1)), 2 * t - 1, t)
+
+    def keras_bce(t, p):  # per element, probabilities clipped (keras.ops.binary_crossentropy)
+        q = jnp.clip(p, eps, 1 - eps)
+        return -(t * jnp.log(q) + (1 - t) * jnp.log(1 - q))
+
+    def keras_probabilities(p):  # categorical crossentropies on probabilities
+        return jnp.clip(p / jnp.sum(p, -1, keepdims=True), eps, 1 - eps)
+
+    def take(x, labels):  # x[row, labels[row]]
+        return jnp.take_along_axis(x, labels[..., None], -1)[..., 0]
+
+    def multi_margin(labels, x):  # PyTorch: sum_{j != y} max(0, 1 - x_y + x_j) / C
+        h = jnp.maximum(1 - take(x, labels)[:, None] + x, 0)
+        others = jnp.arange(x.shape[-1]) != labels[:, None]
+        return jnp.mean(jnp.sum(jnp.where(others, h, 0), -1) / x.shape[-1])
+
+    def cosine_embedding(y, x1, x2):  # PyTorch's: squared norms + 1e-12, then the sqrt
+        cos = jnp.sum(x1 * x2, -1) / jnp.sqrt((jnp.sum(x1 * x1, -1) + 1e-12)
+                                              * (jnp.sum(x2 * x2, -1) + 1e-12))
+        return jnp.mean(jnp.where(y == 1, 1 - cos, jnp.maximum(cos, 0)))
+
+    def categorical_hinge(t, p):
+        pos, neg = jnp.sum(t * p, -1), jnp.max((1 - t) * p, -1)
+        return jnp.mean(jnp.maximum(neg - pos + 1, 0))
+
+    def categorical_focal(t, p, alpha=0.25, gamma=2.0):
+        q = keras_probabilities(p)
+        return jnp.mean(jnp.sum(alpha * (1 - q) ** gamma * -t * jnp.log(q), -1))
+
+    def binary_focal(t, p, gamma=2.0):
+        p_t = t * p + (1 - t) * (1 - p)
+        return jnp.mean((1 - p_t) ** gamma * keras_bce(t, p))
+
+    def kl_keras(t, p):
+        t, p = jnp.clip(t, eps, 1), jnp.clip(p, eps, 1)
+        return jnp.mean(jnp.sum(t * jnp.log(t / p), -1))
+
+    def tversky(t, p, alpha=0.5, beta=0.5):
+        tp = jnp.sum(t * p)
+        fp, fn = jnp.sum((1 - t) * p), jnp.sum(t * (1 - p))
+        return 1 - tp / (tp + alpha * fp + beta * fn + eps)
+
+    def triplet_margin(a, p, n, margin=1.0, eps=1e-6):
+        def distance(x, y):
+            return jnp.sqrt(jnp.sum((x - y + eps) ** 2, -1))
+        return jnp.mean(jnp.maximum(margin + distance(a, p) - distance(a, n), 0))
+
+    def gaussian_nll(y, mean, var):
+        v = jnp.maximum(var, 1e-6)
+        return jnp.mean(0.5 * (jnp.log(v) + (mean - y) ** 2 / v))
+
+    def torch_bce(t, p):  # logs clamped at -100
+        return -jnp.mean(t * jnp.maximum(jnp.log(p), -100)
+                         + (1 - t) * jnp.maximum(jnp.log(1 - p), -100))
+
+    return {
+        # Keras-named, "sum_over_batch_size" of the per-row losses
+        "mean_squared_error": lambda t, p: jnp.mean(optax.losses.squared_error(p, t)),
+        "mean_absolute_error": lambda t, p: jnp.mean(jnp.abs(p - t)),
+        "mean_absolute_percentage_error":
+            lambda t, p: 100 * jnp.mean(jnp.abs((t - p) / jnp.maximum(jnp.abs(t), eps))),
+        "mean_squared_logarithmic_error":
+            lambda t, p: jnp.mean((jnp.log(jnp.maximum(p, eps) + 1)
+                                   - jnp.log(jnp.maximum(t, eps) + 1)) ** 2),
+        "huber": lambda t, p: jnp.mean(optax.losses.huber_loss(p, t, delta=1.0)),
+        "log_cosh": lambda t, p: jnp.mean(optax.losses.log_cosh(p, t)),
+        "poisson": lambda t, p: jnp.mean(p - t * jnp.log(p + eps)),
+        "binary_crossentropy": lambda t, p: jnp.mean(keras_bce(t, p)),
+        "binary_focal_crossentropy": binary_focal,
+        "hinge": lambda t, p: jnp.mean(optax.losses.hinge_loss(p, keras_hinge_labels(t))),
+        "squared_hinge":
+            lambda t, p: jnp.mean(jnp.maximum(1 - keras_hinge_labels(t) * p, 0) ** 2),
+        "kl_divergence": kl_keras,
+        "categorical_crossentropy":
+            lambda t, p: jnp.mean(-jnp.sum(t * jnp.log(keras_probabilities(p)), -1)),
+        "sparse_categorical_crossentropy":
+            lambda y, p: jnp.mean(-take(jnp.log(keras_probabilities(p)), y)),
+        "categorical_focal_crossentropy": categorical_focal,
+        "cosine_similarity":
+            lambda t, p: -jnp.mean(optax.losses.cosine_similarity(p, t, epsilon=1e-12)),
+        "categorical_hinge": categorical_hinge,
+        "categorical_generalized_cross_entropy":
+            lambda y, p, q=0.5: jnp.mean((1 - take(p, y) ** q) / q),
+        "dice": lambda t, p: 1 - 2 * jnp.sum(t * p) / (jnp.sum(t) + jnp.sum(p) + eps),
+        "tversky": tversky,
+        # PyTorch-named, "mean" (sigmoid_focal_loss and poly_loss_cross_entropy: "none")
+        "mse_loss": lambda t, p: jnp.mean(optax.losses.squared_error(p, t)),
+        "l1_loss": lambda t, p: jnp.mean(jnp.abs(p - t)),
+        "smooth_l1_loss": lambda t, p: jnp.mean(optax.losses.huber_loss(p, t, delta=1.0)),
+        "huber_loss": lambda t, p: jnp.mean(optax.losses.huber_loss(p, t, delta=1.0)),
+        "binary_cross_entropy": torch_bce,
+        "binary_cross_entropy_with_logits":
+            lambda t, x: jnp.mean(optax.losses.sigmoid_binary_cross_entropy(x, t)),
+        "soft_margin_loss": lambda y, x: jnp.mean(jax.nn.softplus(-y * x)),
+        # optax sums the class axis; PyTorch's "mean" averages every element
+        "kl_div": lambda t, x: jnp.sum(optax.losses.kl_divergence(x, t)) / x.size,
+        "sigmoid_focal_loss":
+            lambda t, x: optax.losses.sigmoid_focal_loss(x, t, alpha=None, gamma=2.0),
+        "hinge_embedding_loss":
+            lambda y, x: jnp.mean(jnp.where(y == 1, x, jnp.maximum(1 - x, 0))),
+        "poisson_nll_loss": lambda y, x: jnp.mean(jnp.exp(x) - y * x),
+        "cross_entropy": lambda y, x: jnp.mean(
+            optax.losses.softmax_cross_entropy_with_integer_labels(x, y)),
+        "nll_loss": lambda y, x: -jnp.mean(take(x, y)),
+        "multi_margin_loss": multi_margin,
+        "multilabel_soft_margin_loss":
+            lambda t, x: jnp.mean(optax.losses.sigmoid_binary_cross_entropy(x, t)),
+        "poly_loss_cross_entropy":
+            lambda t, x: optax.losses.poly_loss_cross_entropy(x, t, epsilon=2.0),
+        # PyTorch's distance ||a - p + eps||: Optax's triplet_margin_loss takes
+        # (sum (a - p)**2 + eps)**0.5, whose gradient differs where a - p ~ eps
+        "triplet_margin_loss": triplet_margin,
+        "cosine_embedding_loss": cosine_embedding,
+        "margin_ranking_loss": lambda y, x1, x2: jnp.mean(jnp.maximum(-y * (x1 - x2), 0)),
+        "gaussian_nll_loss": gaussian_nll,
+        # Optax-named
+        "ntxent": lambda labels, e: optax.losses.ntxent(e, labels, temperature=0.07),
+    }
+
+
+def jax_functions():
+    """{loss name: (value, value_and_grad)} as jitted JAX functions of fastloss's
+    positional arrays (``jax_losses``), or {} without JAX and Optax.  value_and_grad
+    differentiates the arrays fastloss does (``gradient_positions``); where the bench's
+    reduction is "none" it returns the unreduced values and the gradient of their sum
+    (fastloss's vector-Jacobian product with ``grad_output`` of ones)."""
+    losses = jax_losses()
+    if not losses:
+        return {}
+    import jax
+
+    import fastloss
+
+    fns = {}
+    for name, f in losses.items():
+        loss = fastloss.LOSSES[name]
+        positions = gradient_positions(name, len(loss.spec.inputs))
+        argnums = positions if len(positions) > 1 else positions[0]
+        if reduced(loss)["reduction"] == "none":
+            def total(*args, f=f):
+                values = f(*args)
+                return values.sum(), values
+            summed = jax.value_and_grad(total, argnums, has_aux=True)
+
+            def value_and_grad(*args, summed=summed):
+                (_, values), grads = summed(*args)
+                return values, grads
+        else:
+            value_and_grad = jax.value_and_grad(f, argnums)
+        fns[name] = (jax.jit(f), jax.jit(value_and_grad))
+    return fns
+
+
+def _missing(modules):
+    """The modules of ``modules`` that are not installed (found without importing them)."""
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def peer_functions(peers, say=None):
+    """{peer: its functions} for each installed peer of ``peers`` ("torch", "jax"):
+    ``torch_functions()``, ``jax_functions()``.  A requested peer that is not installed is
+    named through ``say`` (default: a line on stderr) and left out."""
+    say = say or (lambda line: print(line, file=sys.stderr))
+    makers = {"torch": torch_functions, "jax": jax_functions}
+    found = {}
+    for peer in dict.fromkeys(peers):
+        label, modules = PEERS[peer]
+        missing = _missing(modules)
+        if missing:
+            say(f"--peers: {label} is not timed: {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not installed "
+                f"(pip install {' '.join(missing)})")
+            continue
+        found[peer] = makers[peer]()
+    return found
 
 
 # -- sample data and calls ---------------------------------------------------------------
@@ -465,7 +690,9 @@ def moved_bytes(mode, args, positions=None):
 def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
     """Zero-argument callables computing loss ``name`` in ``mode`` on sample data (t, p)
     (``arguments(name, t, p)``), keyed by implementation: "fastloss" (gradients into
-    preallocated buffers), "numpy", "torch" and "jax" when there."""
+    preallocated buffers), "numpy" when there, and "torch" and "jax" when the loss is in
+    ``torch_fns`` (``torch_functions()``) or ``jax_fns`` (``jax_functions()``); without
+    them (the default) no peer."""
     import fastloss
 
     loss = fastloss.LOSSES[name]
@@ -483,11 +710,9 @@ def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
     if name in NUMPY:
         ref = NUMPY[name][mode == "value_and_grad"]
         found["numpy"] = lambda: ref(*args)
-    torch_fns = torch_functions() if torch_fns is None else torch_fns
-    if name in torch_fns:
+    if name in (torch_fns or {}):
         found["torch"] = _torch_call(torch_fns[name], mode, args, positions)
-    jax_fns = jax_functions() if jax_fns is None else jax_fns
-    if name in jax_fns:
+    if name in (jax_fns or {}):
         found["jax"] = _jax_call(jax_fns[name][mode == "value_and_grad"], args)
     return found
 
@@ -495,6 +720,8 @@ def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
 def _jax_call(f, args):
     import jax
 
+    if not jax.config.jax_enable_x64:  # 32-bit JAX: int64 labels would be cast with a warning
+        args = [a.astype(np.int32) if a.dtype == np.int64 else a for a in args]
     on_device = [jax.device_put(a) for a in args]
 
     def call():
@@ -519,7 +746,7 @@ def _torch_call(f, mode, args, positions):
         for x in wanted:
             x.grad = None
         v = f(*tensors)
-        v.backward()
+        v.backward(torch.ones_like(v))  # unreduced values: the gradient of their sum
         return v, [x.grad for x in wanted]
     return value_and_grad
 
@@ -553,23 +780,53 @@ def time_calls(fns, repeat=7, min_sample_s=2e-3):
     return {key: statistics.median(s) for key, s in samples.items()}
 
 
-def machine_info():
+def machine_info(peers=("torch", "jax")):
+    """The machine and the versions that the figures depend on: processor, logical CPUs
+    (``cpu_count``) and physical cores (``cores``, where /proc/cpuinfo tells), Numba's
+    threads and threading layer, Python, NumPy, Numba, and of ``peers`` those installed:
+    PyTorch (and its threads), JAX, jaxlib and Optax."""
     import numba
 
     info = {"python": platform.python_version(), "platform": platform.platform(),
-            "processor": _cpu_model(), "cpu_count": os.cpu_count(),
+            "processor": _cpu_model(), "cpu_count": os.cpu_count(), "cores": _cpu_cores(),
             "numba_threads": numba.get_num_threads(), "numpy": np.__version__,
             "numba": numba.__version__}
     try:
         info["numba_threading_layer"] = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet
         pass
-    try:
-        import torch
-        info["torch"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
-    except ImportError:
-        pass
+    if "torch" in peers:
+        try:
+            import torch
+        except ImportError:
+            pass
+        else:
+            info["torch"], info["torch_threads"] = torch.__version__, torch.get_num_threads()
+    if "jax" in peers:
+        from importlib import metadata
+
+        for package in ("jax", "jaxlib", "optax"):
+            try:
+                info[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                pass
     return info
+
+
+def _cpu_cores():
+    """Physical cores (distinct (physical id, core id) pairs of /proc/cpuinfo), or None."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return None
+    cores = set()
+    for block in text.split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        if "core id" in fields:
+            cores.add((fields.get("physical id"), fields["core id"]))
+    return len(cores) or None
 
 
 def _cpu_model():
@@ -673,14 +930,20 @@ def count_cpu_kernels():
     return compiled, loaded, missed
 
 
-def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW):
+def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW, peers=()):
     """Times every loss in ``names`` in each mode, each implementation in turn with a
     copy of the same data, so the copy is measured throughout the run (its GB/s is the
     median over all rows); returns (copy summary, rows).  ``progress(label)`` is called
-    before each row."""
+    before each row.  fastloss, NumPy and the copy are always timed; the peers of
+    ``peers`` ("torch", "jax") where installed (``peer_functions``; or its result)."""
     progress = progress or (lambda label: None)
     t, p, out = sample(n, dtype, row)
-    torch_fns, jax_fns = torch_functions(), jax_functions()
+    found = peers if isinstance(peers, dict) else peer_functions(peers)
+    if found.get("jax") and np.dtype(dtype) == np.float64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # else JAX computes float64 in float32
+    torch_fns, jax_fns = found.get("torch", {}), found.get("jax", {})
     copy, copy_bytes = copy_call(p)
     rows = []
     for name in names:
@@ -746,7 +1009,7 @@ def print_table(title, columns, rows, caption=None, left=1):
 
 
 def report(copy, rows, n, shape, dtype):
-    peers = {"numpy": "NumPy", "torch": "torch", "jax": "JAX"}
+    peers = PEER_LABELS
     has = {impl: any(f"{impl}_s" in r for r in rows) for impl in peers}
     columns = ["loss", "mode", "time", "GB/s", "% of copy"]
     for impl, label in peers.items():
@@ -767,6 +1030,105 @@ def report(copy, rows, n, shape, dtype):
                f"vs X = X's time / fastloss's time")
     print_table("fastloss bench: median of repeats, effective GB/s = bytes moved / time",
                 columns, table, caption, left=2)
+
+
+PEER_LABELS = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX"}
+
+
+def command_of(doc):
+    """The command that wrote the bench JSON ``doc``: as recorded, else rebuilt from its
+    config (JSON written before the command was recorded)."""
+    if doc.get("command"):
+        return doc["command"]
+    config = doc.get("config", {})
+    words = ["python -m fastloss bench"]
+    if config.get("size"):
+        words.append(f"--size {config['size']}")
+    elif config.get("shape"):
+        words.append("--shape {}x{}".format(*config["shape"]))
+    if config.get("dtype", "float32") != "float32":
+        words.append(f"--dtype {config['dtype']}")
+    if config.get("repeat", 7) != 7:
+        words.append(f"--repeat {config['repeat']}")
+    rows = doc.get("rows", [])
+    losses = list(dict.fromkeys(r["loss"] for r in rows))
+    import fastloss
+
+    if set(losses) != set(fastloss.LOSSES):
+        words.append("--loss " + " ".join(losses))
+    if config.get("peers") or any(f"{impl}_s" in r for r in rows for impl in PEERS):
+        words.append("--peers")
+    return " ".join(words)
+
+
+def machine_caption(machine):
+    """One line naming the machine and the versions of a bench JSON's ``machine``."""
+    cores = machine.get("cores")
+    cpus = machine.get("cpu_count", "?")
+    hardware = f"{machine.get('processor', 'unknown processor')}, " + (
+        f"{cores} cores, {cpus} logical CPUs" if cores else f"{cpus} logical CPUs")
+    threads = f"{machine.get('numba_threads', '?')} Numba threads"
+    if machine.get("numba_threading_layer"):
+        threads += f" ({machine['numba_threading_layer']})"
+    versions = [f"Python {machine.get('python', '?')}", f"NumPy {machine.get('numpy', '?')}",
+                f"Numba {machine.get('numba', '?')}"]
+    if machine.get("torch"):
+        versions.append(f"PyTorch {machine['torch']}"
+                        + (f" ({machine['torch_threads']} threads)"
+                           if machine.get("torch_threads") else ""))
+    if machine.get("jax"):
+        versions.append(f"JAX {machine['jax']}"
+                        + (f" (jaxlib {machine['jaxlib']})" if machine.get("jaxlib") else ""))
+    if machine.get("optax"):
+        versions.append(f"Optax {machine['optax']}")
+    return f"{hardware}; {threads}; {machine.get('platform', '')}; {', '.join(versions)}"
+
+
+def markdown(doc):
+    """The Markdown table of a bench JSON (``python -m fastloss bench --json``) for the
+    README: every loss of the run, one row each, with its value and value_and_grad times,
+    % of the copy's bandwidth and the ratios to NumPy, PyTorch and JAX (the peers timed in
+    the run), under a caption naming the machine, the data and the command."""
+    rows = doc["rows"]
+    by_loss = {}
+    for r in rows:
+        by_loss.setdefault(r["loss"], {})[r["mode"]] = r
+    impls = [impl for impl in PEER_LABELS if any(f"{impl}_s" in r for r in rows)]
+    config = doc.get("config", {})
+    shape = tuple(config.get("shape", ()))
+    n = config.get("n", math.prod(shape) if shape else 0)
+    data = (f"{sci(n)} {config.get('dtype', 'float32')} as {shape}" if config.get("size")
+            else f"{shape} {config.get('dtype', 'float32')}")
+
+    def both(modes, cell):  # "value / value_and_grad"
+        return " / ".join(cell(modes[mode]) if mode in modes else "-" for mode in MODES)
+
+    lines = [
+        f"Machine: {machine_caption(doc.get('machine', {}))}.",
+        "",
+        (f"`{command_of(doc)}`: {data}, median of {config.get('repeat', '?')} samples per "
+         f"call; copy (`np.copyto`, timed beside every row) "
+         f"{doc['copy']['gbps']:.1f} GB/s.  Each cell: value / value_and_grad; "
+         f"vs X = X's time / fastloss's time (above 1: fastloss is faster); "
+         f"% of copy = effective GB/s (every array read once, every gradient written once) "
+         f"/ the copy's."),
+        "",
+    ]
+    columns = ["loss", "value", "value_and_grad", "% of copy"]
+    columns += [f"vs {PEER_LABELS[impl]}" for impl in impls]
+    lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for loss, modes in by_loss.items():
+        cells = [loss] + [format_time(modes[mode]["fastloss_s"]) if mode in modes else "-"
+                          for mode in MODES]
+        cells.append(both(modes, lambda r: f"{r['pct_copy']:.0f}%"))
+        for impl in impls:
+            if any(f"speedup_{impl}" in r for r in modes.values()):
+                cells.append(both(modes, lambda r, impl=impl: f"{r[f'speedup_{impl}']:.1f}x"
+                                  if f"speedup_{impl}" in r else "-"))
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(rows, copy, path, subtitle):
@@ -808,6 +1170,8 @@ def main(args):
         shape = shape_of(n)
     if args.jobs != 1:
         compile_ahead(names, n, args.dtype, row, args.jobs)
+    requested = _requested_peers(getattr(args, "peers", None))
+    peers = peer_functions(requested)  # names those not installed, before any progress bar
     try:
         from rich.progress import Progress
     except ImportError:
@@ -816,7 +1180,7 @@ def main(args):
         def progress(label):
             done.append(label)
             print(f"[{len(done)}/{total}] {label}", file=sys.stderr)
-        copy, rows = bench(names, n, args.dtype, args.repeat, progress, row)
+        copy, rows = bench(names, n, args.dtype, args.repeat, progress, row, peers)
     else:
         with Progress(transient=True) as bar:
             task = bar.add_task("bench", total=len(names) * len(MODES))
@@ -827,20 +1191,31 @@ def main(args):
                     bar.advance(task)
                 started.append(label)
                 bar.update(task, description=label)
-            copy, rows = bench(names, n, args.dtype, args.repeat, progress, row)
+            copy, rows = bench(names, n, args.dtype, args.repeat, progress, row, peers)
     report(copy, rows, n, shape, args.dtype)
     if args.plot:
         plot(rows, copy, args.plot, f"n = {n:,} {args.dtype} as {tuple(shape)}")
         print(f"wrote {args.plot}")
     if args.json:
-        doc = {"machine": machine_info(),
-               "config": {"size": None if args.shape else args.size, "n": n, "shape": list(shape), "dtype": args.dtype,
-                          "repeat": args.repeat},
+        argv = getattr(args, "argv", None)
+        doc = {"machine": machine_info(requested),
+               "config": {"size": None if args.shape else args.size, "n": n,
+                          "shape": list(shape), "dtype": args.dtype, "repeat": args.repeat,
+                          "peers": list(peers)},
+               "command": None if argv is None else "python -m fastloss " + shlex.join(argv),
                "copy": copy, "rows": rows}
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)
         print(f"wrote {args.json}")
     return 0
+
+
+def _requested_peers(option):
+    """The peers ``--peers`` asks for: none without the option, every peer with it alone,
+    else the ones named."""
+    if option is None:
+        return ()
+    return tuple(dict.fromkeys(option or PEERS))
 
 
 _add_family_references()
