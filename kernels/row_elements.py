@@ -501,12 +501,14 @@ def multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
     C = p.size
     loss = 0.0
     k = scale / C
+    kt = T(k)
     for j in range(lane, C, lanes):
-        w = class_weight(cw, j)
+        # (the weight in the compute dtype: a float64 product here halved the lanes)
+        w = T(class_weight(cw, j))
         value, d = bce_logits(t[j], p[j], T(0.0))
-        loss = class_term(loss, shared, 0, j, T(w) * value)
+        loss = class_term(loss, shared, 0, j, w * value)
         if GRAD:
-            g[j] = T(k * w) * d
+            g[j] = kt * w * d
     return class_total(loss, shared, 0, C, lane, lanes) / C
 
 
