@@ -31,6 +31,8 @@ from math import sqrt
 
 import numpy as np
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 from ._math import exp, log, log1p
 from .pointwise import FASTMATH
@@ -316,87 +318,664 @@ def ntxent_finish_row(m, negatives, count, loss, inv_sum, i, stats, rows):
 
 
 # -- the CPU kernel bodies -------------------------------------------------------------
-# A row's work is a function of its own, shared by the serial and the parallel kernel:
-# the same machine code, so the same bits (the row loops inside them are float sums that
-# LLVM vectorises; compiled in two contexts they were rounded differently).
+# On the CPU the similarities come in tiles.  A task takes a block of rows and computes
+# their dot products with a run of reference rows (_products: 6 x 2 products at a time,
+# in registers, about as fast as BLAS's sgemm, on the task's own thread), then the
+# per-pair math over the tile in loops that LLVM vectorises (no branches, no reduction
+# that does not vectorise).  Those loops take every pair for a negative one, the common
+# kind; a row's few positive pairs, found by label (_matches), are then done apart.
+#
+# Pass 1 tiles a block of rows with all the reference rows (a row's statistics need all
+# its pairs).  Pass 2 goes over the references in chunks of COLUMNS / D rows, each
+# transposed once into a buffer that all the tasks read: a task's factors times the
+# chunk's references (_products again) are added to its rows' gradients, which the first
+# chunk sets.  Memory: a task's tiles (about BLOCK_PAIRS pairs) and the shared chunk,
+# never the N x M matrix, nor a copy of an input.
+#
+# A block's results depend on the block (and chunk) alone, and its work is a function of
+# its own, shared by the serial and the parallel kernel: the same machine code, so the
+# same bits for any number of threads (compiled in two contexts, vectorised float sums
+# were rounded differently).
 
 _cpu_function = njit(fastmath=FASTMATH, error_model="numpy")
 
-
-@_cpu_function
-def _add_scaled(acc, c, r, j):
-    """acc += c * r[j] (skipped for c = 0: a pair outside the masks)."""
-    if c != 0.0:
-        for d in range(acc.size):
-            acc[d] += c * r[j, d]
+BLOCK_PAIRS = 1 << 13  # the pairs of a task's tile
+COLUMNS = 1 << 14  # the elements of pass 2's chunk of references
+SPREAD = 500.0  # the widest spread of the rows' log-sum-exps that _common_shift takes
 
 
 @_cpu_function
-def _circle_grad_row(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref,
-                     stats, cotangent, k, grad):
-    """Row k of the gradient: the factors of the references, then their sum of the
-    references scaled by them, in float64."""
-    factors = np.empty(ref.shape[0])
-    circle_factors(labels, e, ref_labels, ref, k, 0, ref.shape[0], gamma, margin,
-                   remove_diagonal, self_ref, stats, cotangent, factors, 0)
-    acc = np.zeros(e.shape[1])
-    for j in range(ref.shape[0]):
-        _add_scaled(acc, factors[j], ref, j)
-    for d in range(acc.size):
-        grad[k, d] = acc[d]
+def block_rows(M):
+    """The rows of a task whose tile has M columns: a multiple of the 6 rows of
+    _products' micro tile, the tile about BLOCK_PAIRS pairs (6 to 48 rows)."""
+    return 6 * max(1, min(8, BLOCK_PAIRS // (6 * max(M, 1))))
 
 
 @_cpu_function
-def _ntxent_grad_row(labels, e, temperature, stats, factor, k, grad):
-    """Row k of the gradient, as _circle_grad_row, then through the normalisation."""
-    factors = np.empty(e.shape[0])
-    ntxent_factors(labels, e, stats, k, 0, e.shape[0], temperature, factors, 0)
-    acc = np.zeros(e.shape[1])
-    for j in range(e.shape[0]):
-        _add_scaled(acc, factors[j], e, j)
-    # acc * factor is d loss / d u_k, u_k = e_k * inv_k: the chain rule through it
-    inv_k = stats[k, NTXENT_INV_NORM]
-    projection = 0.0
-    for d in range(acc.size):
-        projection += e[k, d] * inv_k * acc[d]
-    along = stats[k, NTXENT_NORM_SLOPE] * projection
-    for d in range(acc.size):
-        grad[k, d] = (acc[d] - e[k, d] * inv_k * along) * (factor * inv_k)
+def chunk_rows(M, D):
+    """The reference rows of a chunk of pass 2: about COLUMNS elements, at least 8."""
+    return max(8, min(M, COLUMNS // max(D, 1)))
+
+
+@_cpu_function
+def _products(a, b, out):
+    """``out[i, j] = <a_i, b_j>`` for every row i of a and j of b, over a's columns (b's
+    rows may be longer), added in a's dtype (b's and out's too).  6 x 2 products at a
+    time, 12 accumulators in registers, each load used 6 or 2 times, the loop over the
+    dimensions vectorised (from 0: started at a variable, LLVM vectorised it across the
+    products instead, three times slower).  The rows and the column left over take the
+    last row or column again, computed and stored twice: every product is added in one
+    order, so that ``<a_i, b_j>`` and ``<b_j, a_i>`` are the same bits wherever they sit
+    in the tiles (pass 2 takes one for the other)."""
+    T = type(a[0, 0])
+    rows = a.shape[0]
+    M = b.shape[0]
+    D = a.shape[1]
+    for i in range(0, rows, 6):
+        i1 = min(i + 1, rows - 1)
+        i2 = min(i + 2, rows - 1)
+        i3 = min(i + 3, rows - 1)
+        i4 = min(i + 4, rows - 1)
+        i5 = min(i + 5, rows - 1)
+        for j in range(0, M, 2):
+            j1 = min(j + 1, M - 1)
+            s00 = T(0.0)
+            s01 = T(0.0)
+            s10 = T(0.0)
+            s11 = T(0.0)
+            s20 = T(0.0)
+            s21 = T(0.0)
+            s30 = T(0.0)
+            s31 = T(0.0)
+            s40 = T(0.0)
+            s41 = T(0.0)
+            s50 = T(0.0)
+            s51 = T(0.0)
+            for d in range(D):
+                b0 = b[j, d]
+                b1 = b[j1, d]
+                a0 = a[i, d]
+                a1 = a[i1, d]
+                a2 = a[i2, d]
+                a3 = a[i3, d]
+                a4 = a[i4, d]
+                a5 = a[i5, d]
+                s00 += a0 * b0
+                s01 += a0 * b1
+                s10 += a1 * b0
+                s11 += a1 * b1
+                s20 += a2 * b0
+                s21 += a2 * b1
+                s30 += a3 * b0
+                s31 += a3 * b1
+                s40 += a4 * b0
+                s41 += a4 * b1
+                s50 += a5 * b0
+                s51 += a5 * b1
+            out[i, j] = s00
+            out[i1, j] = s10
+            out[i2, j] = s20
+            out[i3, j] = s30
+            out[i4, j] = s40
+            out[i5, j] = s50
+            out[i, j1] = s01
+            out[i1, j1] = s11
+            out[i2, j1] = s21
+            out[i3, j1] = s31
+            out[i4, j1] = s41
+            out[i5, j1] = s51
+
+
+@_cpu_function
+def _transpose(ref, j0, j1, out):
+    """``out[d, j - j0] = ref[j, d]`` for j in [j0, j1): a chunk of references, transposed
+    (8 x 8 at a time)."""
+    D = ref.shape[1]
+    for jb in range(j0, j1, 8):
+        for db in range(0, D, 8):
+            for j in range(jb, min(j1, jb + 8)):
+                for d in range(db, min(D, db + 8)):
+                    out[d, j - j0] = ref[j, d]
+
+
+@_cpu_function
+def _add_products(factors, ref_t, k0, first, grad):
+    """``grad[k0 + r] (+)= factors[r] @ ref_t[:, :width].T``, 6 rows at a time (set for
+    the first chunk, then added, in the gradient's dtype)."""
+    part = np.empty((6, grad.shape[1]), grad.dtype)
+    for g in range(0, factors.shape[0], 6):
+        rows = min(6, factors.shape[0] - g)
+        _products(factors[g:g + rows], ref_t, part[:rows])
+        for q in range(rows):
+            k = k0 + g + q
+            if first:
+                for d in range(grad.shape[1]):
+                    grad[k, d] = part[q, d]
+            else:
+                for d in range(grad.shape[1]):
+                    grad[k, d] += part[q, d]
+
+
+@_cpu_function
+def _matches(keys, values):
+    """The rows j with ``values[j] == keys[k]``, for each k: ``order[start[k]:stop[k]]``,
+    in increasing order.  (A merge sort and binary searches of its own: Numba's argsort
+    and searchsorted took seconds to compile.)"""
+    n = values.size
+    order = np.arange(n)
+    other = np.empty(n, np.int64)
+    width = 1
+    while width < n:  # bottom-up merge sort, stable
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            a = lo
+            b = mid
+            for t in range(lo, hi):
+                if a < mid and (b >= hi or values[order[a]] <= values[order[b]]):
+                    other[t] = order[a]
+                    a += 1
+                else:
+                    other[t] = order[b]
+                    b += 1
+        order, other = other, order
+        width *= 2
+    start = np.empty(keys.size, np.int64)
+    stop = np.empty(keys.size, np.int64)
+    for k in range(keys.size):
+        start[k] = _bound(values, order, keys[k], False)
+        stop[k] = _bound(values, order, keys[k], True)
+    return order, start, stop
+
+
+@_cpu_function
+def _bound(values, order, key, after):
+    """The first t with ``values[order[t]] >= key`` (``> key`` if after)."""
+    lo = 0
+    hi = order.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        v = values[order[mid]]
+        if v < key or (after and v == key):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@_cpu_function
+def _maximum(x, start, stop, m):
+    """The maximum of m and x[start:stop] (NaN skipped, as lse_add skips it).  A loop of
+    its own: the select reduction does not vectorise, and in the loop that computes x it
+    stopped that loop vectorising."""
+    for j in range(start, stop):
+        m = x[j] if x[j] > m else m
+    return m
+
+
+@_cpu_function
+def _common_shift(lse, weight):
+    """A shift for one exponential per pair in pass 2, where a pair's factor has
+    ``weight_k exp(x - lse_k) + weight_j exp(x - lse_j)`` (x <= lse_k, lse_j): the largest
+    lse, and ``scaled = weight exp(shift - lse)`` (0 for weight 0).  NaN (two exponentials
+    then) where the finite lse spread over more than SPREAD (exp(shift - lse) would
+    overflow, exp(x - shift) underflow early) or one is NaN; infinite ones (rows without
+    a pair of the kind: their pairs are done apart) are left out."""
+    low = _INF
+    high = -_INF
+    for i in range(lse.size):
+        if lse[i] != lse[i]:
+            high = np.nan
+            break
+        if abs(lse[i]) < _INF:
+            low = min(low, lse[i])
+            high = max(high, lse[i])
+    shift = high if high - low <= SPREAD else np.nan
+    scaled = np.zeros(lse.size)
+    if shift == shift:
+        for i in range(lse.size):
+            if weight[i] != 0.0:
+                scaled[i] = weight[i] * exp(shift - lse[i])
+    return shift, scaled
+
+
+@_cpu_function
+def _column(stats, c):
+    """A column of the rows' statistics, contiguous (the loops over the pairs read it)."""
+    x = np.empty(stats.shape[0])
+    for i in range(x.size):
+        x[i] = stats[i, c]
+    return x
+
+
+# -- circle on the CPU
+
+@_cpu_function
+def _circle_row(tile, r, i, labels, ref_labels, gamma, margin, remove_diagonal, order, start,
+                stop, logits):
+    """Row i's log-sum-exps ``(p, n)`` of its positive and negative logits from row r of
+    the tile, as circle_row has them: each subset's maximum first, then its sum."""
+    label = labels[i]
+    M = tile.shape[1]
+    for j in range(M):
+        n_logit = circle_negative(float(tile[r, j]), gamma, margin)[0]
+        logits[j] = -_INF if label == ref_labels[j] else n_logit
+    nm = _maximum(logits, 0, M, -_INF)
+    ns = 0.0
+    for j in range(M):
+        t = exp(logits[j] - nm)
+        ns += 0.0 if label == ref_labels[j] else t
+    pm = -_INF
+    for t in range(start[i], stop[i]):
+        j = order[t]
+        if not (remove_diagonal and j == i):
+            logits[j] = circle_positive(float(tile[r, j]), gamma, margin)[0]
+            pm = logits[j] if logits[j] > pm else pm
+    ps = 0.0
+    for t in range(start[i], stop[i]):
+        j = order[t]
+        if not (remove_diagonal and j == i):
+            ps += exp(logits[j] - pm)
+    return lse_value(pm, ps), lse_value(nm, ns)
+
+
+@_cpu_function
+def _circle_stats_block(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, order,
+                        start, stop, i0, i1, stats, rows):
+    """Pass 1 for rows [i0, i1)."""
+    tile = np.empty((i1 - i0, ref.shape[0]), e.dtype)
+    logits = np.empty(ref.shape[0])
+    _products(e[i0:i1], ref, tile)
+    for i in range(i0, i1):
+        p, n = _circle_row(tile, i - i0, i, labels, ref_labels, gamma, margin, remove_diagonal,
+                           order, start, stop, logits)
+        circle_finish_row(p, n, i, stats, rows)
+
+
+@_cpu_function
+def _circle_pair_factor(s, k, j, labels, ref_labels, gamma, margin, remove_diagonal, self_ref,
+                        h, positive_lse, negative_lse):
+    """``G_kj (+ G_jk)`` of one pair of similarity s, as circle_factors has it."""
+    h_k = h[k]
+    kind_k = circle_kind(labels[k], ref_labels[j], h_k, k == j, remove_diagonal)
+    c = circle_term(s, kind_k, h_k, positive_lse[k], negative_lse[k], gamma, margin)
+    if self_ref:
+        h_j = h[j]
+        kind_j = circle_kind(labels[j], ref_labels[k], h_j, k == j, remove_diagonal)
+        c += circle_term(s, kind_j, h_j, positive_lse[j], negative_lse[j], gamma, margin)
+    return c
+
+
+@_cpu_function
+def _first_from(order, start, stop, j0):
+    """The first t in [start, stop) with ``order[t] >= j0`` (order rising there)."""
+    while start < stop:
+        mid = (start + stop) // 2
+        if order[mid] < j0:
+            start = mid + 1
+        else:
+            stop = mid
+    return start
+
+
+@_cpu_function
+def _circle_factors(tile, k0, j0, labels, ref_labels, gamma, margin, remove_diagonal,
+                    self_ref, h, positive_lse, negative_lse, shift, scaled, ref_order,
+                    ref_start, ref_stop, both_sides, order, start, stop):
+    """The tile (rows k0, ..., columns j0, ...) turned into its factors ``G_kj (+ G_jk)``,
+    in place, row by row: every pair as a negative one (both sides with self_ref), then
+    the pairs positive on k's side (ref_order) and, with both_sides, on j's side (order),
+    whose similarities wait in saved meanwhile."""
+    width = tile.shape[1]
+    j1 = j0 + width
+    saved = np.empty(2 * width, tile.dtype)
+    for r in range(tile.shape[0]):
+        k = k0 + r
+        first = _first_from(ref_order, ref_start[k], ref_stop[k], j0)
+        first_j = _first_from(order, start[k], stop[k], j0) if both_sides else 0
+        n = 0
+        t = first
+        while t < ref_stop[k] and ref_order[t] < j1:
+            saved[n] = tile[r, ref_order[t] - j0]
+            n += 1
+            t += 1
+        t = first_j
+        while both_sides and t < stop[k] and order[t] < j1:
+            saved[n] = tile[r, order[t] - j0]
+            n += 1
+            t += 1
+        h_k = h[k]
+        n_k = negative_lse[k]
+        if not self_ref:
+            for jj in range(width):
+                n_logit, n_slope = circle_negative(float(tile[r, jj]), gamma, margin)
+                tile[r, jj] = 0.0 if h_k == 0.0 else h_k * exp(n_logit - n_k) * n_slope
+        elif shift == shift:
+            # one exponential for both sides: h exp(x - n) = exp(x - shift) h exp(shift - n)
+            scaled_k = scaled[k]
+            for jj in range(width):
+                n_logit, n_slope = circle_negative(float(tile[r, jj]), gamma, margin)
+                tile[r, jj] = exp(n_logit - shift) * n_slope * (scaled_k + scaled[j0 + jj])
+        else:  # (no common shift: rare, and every pair in turn, not to compile another loop)
+            for jj in range(width):
+                tile[r, jj] = _circle_pair_factor(float(tile[r, jj]), k, j0 + jj, labels,
+                                                  ref_labels, gamma, margin, remove_diagonal,
+                                                  True, h, positive_lse, negative_lse)
+            continue
+        n = 0
+        t = first
+        p_k = positive_lse[k]
+        while t < ref_stop[k] and ref_order[t] < j1:  # positive on k's side
+            j = ref_order[t]
+            if both_sides:
+                c = _circle_pair_factor(float(saved[n]), k, j, labels, ref_labels, gamma,
+                                        margin, remove_diagonal, True, h, positive_lse,
+                                        negative_lse)
+            else:  # (circle_factors for a pair positive on its sides)
+                p_logit, p_slope = circle_positive(float(saved[n]), gamma, margin)
+                removed = remove_diagonal and j == k
+                c = 0.0 if h_k == 0.0 or removed else h_k * exp(p_logit - p_k) * p_slope
+                if self_ref and not (h[j] == 0.0 or removed):
+                    c += h[j] * exp(p_logit - positive_lse[j]) * p_slope
+            tile[r, j - j0] = c
+            n += 1
+            t += 1
+        t = first_j
+        while both_sides and t < stop[k] and order[t] < j1:  # positive on j's side
+            j = order[t]
+            tile[r, j - j0] = _circle_pair_factor(float(saved[n]), k, j, labels, ref_labels,
+                                                  gamma, margin, remove_diagonal, True, h,
+                                                  positive_lse, negative_lse)
+            n += 1
+            t += 1
+
+
+@_cpu_function
+def _circle_grad_block(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref,
+                       h, positive_lse, negative_lse, shift, scaled, ref_order, ref_start,
+                       ref_stop, both_sides, order, start, stop, k0, k1, j0, j1, ref_t, grad):
+    """Pass 2 for rows [k0, k1) and the chunk of references [j0, j1) (ref_t: the chunk,
+    transposed): the pairs' similarities, turned into their factors, then the factors'
+    products with the chunk."""
+    tile = np.empty((k1 - k0, j1 - j0), e.dtype)
+    _products(e[k0:k1], ref[j0:j1], tile)
+    _circle_factors(tile, k0, j0, labels, ref_labels, gamma, margin, remove_diagonal,
+                    self_ref, h, positive_lse, negative_lse, shift, scaled, ref_order,
+                    ref_start, ref_stop, both_sides, order, start, stop)
+    _add_products(tile, ref_t, k0, j0 == 0, grad)
+
+
+@_cpu_function
+def _circle_grad_setup(labels, ref_labels, ref, self_ref, stats, cotangent):
+    """Pass 2's data: the pairs positive on k's side and (self_ref) on j's (unless the
+    reference labels are the labels: a pair positive on one side is then on the other),
+    the rows' cotangent times sigmoid and log-sum-exps, the common shift of the negative
+    ones, and the buffer of a chunk of references."""
+    N = labels.size
+    ref_order, ref_start, ref_stop = _matches(labels, ref_labels)
+    both_sides = False
+    if self_ref:
+        for i in range(N):
+            both_sides = both_sides or labels[i] != ref_labels[i]
+    order, start, stop = ref_order, ref_start, ref_stop
+    if both_sides:
+        order, start, stop = _matches(ref_labels, labels)
+    h = _column(stats, CIRCLE_SIGMOID)
+    for i in range(N):
+        h[i] *= cotangent[i]
+    negative_lse = _column(stats, CIRCLE_NEGATIVE)
+    shift, scaled = _common_shift(negative_lse, h)
+    ref_t = np.empty((ref.shape[1], chunk_rows(ref.shape[0], ref.shape[1])), ref.dtype)
+    return (ref_order, ref_start, ref_stop, both_sides, order, start, stop, h,
+            _column(stats, CIRCLE_POSITIVE), negative_lse, shift, scaled, ref_t)
+
+
+# -- NT-Xent on the CPU
+
+@_cpu_function
+def _ntxent_stats_block(labels, e, inv_norm, temperature, order, start, stop, i0, i1, stats,
+                        rows):
+    """Pass 1 for rows [i0, i1), as ntxent_row_max and ntxent_row_positives: the row's
+    maximum, the sum over its negatives, then its positive pairs (by label)."""
+    N = e.shape[0]
+    tile = np.empty((i1 - i0, N), e.dtype)
+    x = np.empty(N)
+    _products(e[i0:i1], e, tile)
+    for i in range(i0, i1):
+        r = i - i0
+        inv_i = inv_norm[i]
+        label = labels[i]
+        for j in range(N):
+            x[j] = float(tile[r, j]) * inv_i * inv_norm[j] / temperature
+        m = _maximum(x, i + 1, N, _maximum(x, 0, i, -_INF))
+        negatives = 0.0
+        for j in range(N):
+            t = exp(x[j] - m)
+            negatives += 0.0 if label == labels[j] else t
+        loss = 0.0
+        inv_sum = 0.0
+        for t in range(start[i], stop[i]):
+            j = order[t]
+            if j != i:
+                y = x[j] - m
+                denominator = exp(y) + negatives
+                loss += log_or_minus_inf(denominator) - y
+                inv_sum += 1.0 / denominator if denominator > 0.0 else _INF
+        ntxent_finish_row(m, negatives, float(stop[i] - start[i] - 1), loss, inv_sum, i, stats,
+                          rows)
+
+
+@_cpu_function
+def _ntxent_stats_setup(labels, e, eps, stats):
+    """Pass 1's data: the rows' normalisation (into stats) and their positive pairs."""
+    for i in range(e.shape[0]):
+        ntxent_norm(e, eps, stats, i)
+    order, start, stop = _matches(labels, labels)
+    return _column(stats, NTXENT_INV_NORM), order, start, stop
+
+
+@_cpu_function
+def _ntxent_grad_block(labels, e, temperature, inv_norm, maxima, negatives, inv_sums, shift,
+                       scaled, order, start, stop, k0, k1, j0, j1, e_t, grad):
+    """Pass 2 for rows [k0, k1) and the chunk of rows [j0, j1) (e_t: the chunk,
+    transposed): the pairs' similarities turned into ntxent_factors (every pair as a
+    negative one, then the row's positive pairs again, whose similarities wait in saved
+    meanwhile), then the factors' products with the chunk."""
+    width = j1 - j0
+    tile = np.empty((k1 - k0, width), e.dtype)
+    saved = np.empty(width, e.dtype)
+    _products(e[k0:k1], e[j0:j1], tile)
+    for k in range(k0, k1):
+        r = k - k0
+        inv_k = inv_norm[k]
+        m_k = maxima[k]
+        inv_sum_k = inv_sums[k]
+        first = _first_from(order, start[k], stop[k], j0)
+        n = 0
+        t = first
+        while t < stop[k] and order[t] < j1:
+            saved[n] = tile[r, order[t] - j0]
+            n += 1
+            t += 1
+        if shift == shift:
+            # one exponential for both sides: exp(s - m) inv_sum = exp(s - shift) scaled
+            scaled_k = scaled[k]
+            for jj in range(width):
+                j = j0 + jj
+                s = float(tile[r, jj]) * inv_k * inv_norm[j] / temperature
+                tile[r, jj] = exp(s - shift) * (scaled_k + scaled[j]) * inv_norm[j]
+        else:  # (no common shift: rare, and every pair in turn, not to compile a loop)
+            for jj in range(width):
+                j = j0 + jj
+                s = float(tile[r, jj]) * inv_k * inv_norm[j] / temperature
+                tile[r, jj] = ntxent_pair_factor(
+                    s, labels[k] == labels[j], m_k, negatives[k], inv_sum_k, maxima[j],
+                    negatives[j], inv_sums[j]) * inv_norm[j]
+        n = 0
+        t = first
+        while t < stop[k] and order[t] < j1:
+            j = order[t]
+            c = 0.0
+            if j != k:
+                s = float(saved[n]) * inv_k * inv_norm[j] / temperature
+                c = ntxent_pair_factor(s, True, m_k, negatives[k], inv_sum_k, maxima[j],
+                                       negatives[j], inv_sums[j]) * inv_norm[j]
+            tile[r, j - j0] = c
+            n += 1
+            t += 1
+    _add_products(tile, e_t, k0, j0 == 0, grad)
+
+
+@_cpu_function
+def _ntxent_finish_block(e, inv_norm, slope, factor, k0, k1, grad):
+    """Rows [k0, k1) of the gradient (d loss / d u_k over factor, u_k = e_k inv_k) through
+    the normalisation, in place."""
+    for k in range(k0, k1):
+        inv_k = inv_norm[k]
+        projection = 0.0
+        for d in range(e.shape[1]):
+            projection += e[k, d] * inv_k * float(grad[k, d])
+        along = slope[k] * projection
+        for d in range(e.shape[1]):
+            grad[k, d] = (float(grad[k, d]) - e[k, d] * inv_k * along) * (factor * inv_k)
+
+
+@_cpu_function
+def _ntxent_grad_setup(labels, e, stats):
+    """Pass 2's data: the rows' positive pairs and statistics, the common shift of the row
+    maxima, and the buffer of a chunk of rows."""
+    order, start, stop = _matches(labels, labels)
+    maxima = _column(stats, NTXENT_MAX)
+    inv_sums = _column(stats, NTXENT_INV_SUM)
+    shift, scaled = _common_shift(maxima, inv_sums)
+    e_t = np.empty((e.shape[1], chunk_rows(e.shape[0], e.shape[1])), e.dtype)
+    return (order, start, stop, _column(stats, NTXENT_INV_NORM), maxima,
+            _column(stats, NTXENT_NEGATIVES), inv_sums, _column(stats, NTXENT_NORM_SLOPE),
+            shift, scaled, e_t)
+
+
+# -- the kernels' bodies: the blocks in parallel (prange) or in turn.  What comes before
+# the blocks is a function of its own: in a parallel kernel each array it makes became a
+# parallel loop of its own, each seconds more to compile.
+#
+# The blocks are handed out as the threads ask for them (a shared counter, _next_block),
+# not split between the threads beforehand: a thread slowed by another process on its
+# core (OpenBLAS's workers spin a while after each call) then does fewer blocks.  Which
+# thread does a block does not change its bits.
+
+@intrinsic
+def _fetch_add(typingctx, counter):
+    """``counter[0] += 1`` as one atomic operation; the value before."""
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", array.data, context.get_constant(types.int64, 1),
+                                  "monotonic")
+
+    return sig, codegen
+
+
+@_cpu_function
+def _next_block(counter):
+    return _fetch_add(counter)
+
+
+@_cpu_function
+def _counter():
+    """A counter for _next_block.  The kernels run ``prange(blocks)``, each task taking
+    blocks until none is left: the first task of each thread takes them all, the others
+    find none.  (numba.get_num_threads would tell the threads, but a kernel that calls it
+    is not cached.)"""
+    return np.zeros(1, np.int64)
 
 
 @njit(inline="always")
 def _circle_stats(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, stats, rows):
-    for i in prange(e.shape[0]):
-        pm, ps, nm, ns = circle_row(labels, e, ref_labels, ref, i, 0, 1, gamma, margin,
-                                    remove_diagonal)
-        circle_finish_row(lse_value(pm, ps), lse_value(nm, ns), i, stats, rows)
+    N = e.shape[0]
+    B = block_rows(ref.shape[0])
+    blocks = (N + B - 1) // B
+    order, start, stop = _matches(labels, ref_labels)
+    counter = _counter()
+    for _ in prange(blocks):
+        block = _next_block(counter)
+        while block < blocks:
+            _circle_stats_block(labels, e, ref_labels, ref, gamma, margin, remove_diagonal,
+                                order, start, stop, block * B, min(N, block * B + B), stats,
+                                rows)
+            block = _next_block(counter)
 
 
 @njit(inline="always")
 def _circle_grad(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref, stats,
                  cotangent, grad):
-    for k in prange(e.shape[0]):
-        _circle_grad_row(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, self_ref,
-                         stats, cotangent, k, grad)
+    N = e.shape[0]
+    M = ref.shape[0]
+    (ref_order, ref_start, ref_stop, both_sides, order, start, stop, h, positive_lse,
+     negative_lse, shift, scaled, ref_t) = _circle_grad_setup(labels, ref_labels, ref,
+                                                              self_ref, stats, cotangent)
+    if M == 0:
+        _add_products(np.empty((N, 0), e.dtype), ref_t, 0, True, grad)  # (zeros)
+    width = ref_t.shape[1]
+    B = block_rows(width)
+    blocks = (N + B - 1) // B
+    for j0 in range(0, M, width):
+        j1 = min(M, j0 + width)
+        _transpose(ref, j0, j1, ref_t)
+        counter = _counter()
+        for _ in prange(blocks):
+            block = _next_block(counter)
+            while block < blocks:
+                _circle_grad_block(labels, e, ref_labels, ref, gamma, margin, remove_diagonal,
+                                   self_ref, h, positive_lse, negative_lse, shift, scaled,
+                                   ref_order, ref_start, ref_stop, both_sides, order, start,
+                                   stop, block * B, min(N, block * B + B), j0, j1, ref_t,
+                                   grad)
+                block = _next_block(counter)
 
 
 @njit(inline="always")
 def _ntxent_stats(labels, e, eps, temperature, stats, rows):
     N = e.shape[0]
-    for i in prange(N):
-        ntxent_norm(e, eps, stats, i)
-    for i in prange(N):
-        m, negatives, count = ntxent_row_max(labels, e, stats, i, 0, 1, temperature)
-        loss, inv_sum = ntxent_row_positives(labels, e, stats, i, 0, 1, temperature, m,
-                                             negatives)
-        ntxent_finish_row(m, negatives, count, loss, inv_sum, i, stats, rows)
+    B = block_rows(N)
+    blocks = (N + B - 1) // B
+    inv_norm, order, start, stop = _ntxent_stats_setup(labels, e, eps, stats)
+    counter = _counter()
+    for _ in prange(blocks):
+        block = _next_block(counter)
+        while block < blocks:
+            _ntxent_stats_block(labels, e, inv_norm, temperature, order, start, stop,
+                                block * B, min(N, block * B + B), stats, rows)
+            block = _next_block(counter)
 
 
 @njit(inline="always")
 def _ntxent_grad(labels, e, temperature, stats, scale, grad):
+    N = e.shape[0]
     factor = scale[0] / temperature
-    for k in prange(e.shape[0]):
-        _ntxent_grad_row(labels, e, temperature, stats, factor, k, grad)
+    (order, start, stop, inv_norm, maxima, negatives, inv_sums, slope, shift, scaled,
+     e_t) = _ntxent_grad_setup(labels, e, stats)
+    width = e_t.shape[1]
+    B = block_rows(width)
+    blocks = (N + B - 1) // B
+    for j0 in range(0, N, width):
+        j1 = min(N, j0 + width)
+        _transpose(e, j0, j1, e_t)
+        counter = _counter()
+        for _ in prange(blocks):
+            block = _next_block(counter)
+            while block < blocks:
+                _ntxent_grad_block(labels, e, temperature, inv_norm, maxima, negatives,
+                                   inv_sums, shift, scaled, order, start, stop, block * B,
+                                   min(N, block * B + B), j0, j1, e_t, grad)
+                block = _next_block(counter)
+    counter = _counter()
+    for _ in prange(blocks):
+        block = _next_block(counter)
+        while block < blocks:
+            _ntxent_finish_block(e, inv_norm, slope, factor, block * B, min(N, block * B + B),
+                                 grad)
+            block = _next_block(counter)
 
 
 # -- the kernels: module-level, so that Numba's on-disk cache holds them -----------------
