@@ -141,6 +141,13 @@ def pairs(repeat):
     return {k: s / times["gemm"] for k, s in times.items() if k != "gemm"}, times["gemm"]
 
 
+def print_percentages(title, pct):
+    """The title, then each case's % of the pass, slowest first."""
+    print(title)
+    for name, v in sorted(pct.items(), key=lambda kv: kv[1]):
+        print(f"  {name:36s} {v:6.1f}%")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", nargs="+", default=["pointwise", "rows", "peers", "pairs"],
@@ -153,20 +160,16 @@ def main(argv=None):
     summary = []
     if "pointwise" in args.part:
         pct, s = pointwise(args.repeat)
-        print(f"pointwise, {POINTWISE_SHAPE} float32 value_and_grad, % of a 2-in 1-out prange "
-              f"pass ({1e3 * s:.2f} ms):")
-        for name, v in sorted(pct.items(), key=lambda kv: kv[1]):
-            print(f"  {name:36s} {v:6.1f}%")
+        print_percentages(f"pointwise, {POINTWISE_SHAPE} float32 value_and_grad, % of a 2-in "
+                          f"1-out prange pass ({1e3 * s:.2f} ms):", pct)
         losses = {k: v for k, v in pct.items() if not k.startswith("(")}
         worst = min(losses, key=losses.get)
         summary.append(f"slowest pointwise: {worst} {pct[worst]:.1f}% of the pass "
                        f"(the pass with one exp per element: {pct['(pass + one exp)']:.1f}%)")
     if "rows" in args.part:
         pct, s = rows(args.repeat)
-        print(f"rows, {ROWS_SHAPE} float32 value_and_grad, % of a read+write prange pass over "
-              f"the logits ({1e3 * s:.2f} ms):")
-        for name, v in sorted(pct.items(), key=lambda kv: kv[1]):
-            print(f"  {name:36s} {v:6.1f}%")
+        print_percentages(f"rows, {ROWS_SHAPE} float32 value_and_grad, % of a read+write "
+                          f"prange pass over the logits ({1e3 * s:.2f} ms):", pct)
         worst = min(pct, key=pct.get)
         summary.append(f"slowest row loss: {worst} {pct[worst]:.1f}% of the pass; " + ", ".join(
             f"{n} {pct[n]:.1f}%" for n in ("cross_entropy", "sparse_categorical_crossentropy")
