@@ -277,7 +277,8 @@ def probs_cross_entropy(t, label, p, cw, label_smoothing, g, scale, lane, lanes,
     T = type(p[0])
     C = p.size
     smoothing = label_smoothing
-    total = T(row_total(p, shared, lane, lanes))
+    total64 = row_total(p, shared, lane, lanes)
+    total = T(total64)
     if t.size == 0 and smoothing == T(0.0):
         # A class index and no smoothing: y is one-hot, so only the label's term is not
         # zero (no log per class); every other class's gradient is sc * slope_label.
@@ -290,21 +291,27 @@ def probs_cross_entropy(t, label, p, cw, label_smoothing, g, scale, lane, lanes,
             if label % lanes == lane:
                 g[label] = sc * (slope - slope / q)
         return -float(log(q))
+    # One pass computes every class's log and keeps y_k c'_k / q_k in g (a division
+    # per class, not three: the normalisation is a product by 1 / sum(p)); the second
+    # pass only combines it with the row's sum.
+    # (from the float64 sum: 1 / float32 sum would let LLVM turn x * (1 / s) back into
+    # x / s)
+    inverse = T(1.0 / total64)
     loss = 0.0
     inside = 0.0
     for j in range(lane, C, lanes):
         y = smoothed_target(t, label, j, C, smoothing)
-        q, slope = clip_probability(p[j] / total)
+        q, slope = clip_probability(p[j] * inverse)
         loss = class_term(loss, shared, 0, j, y * log(q))
         inside = class_term(inside, shared, 1, j, y * slope)
+        if GRAD:
+            g[j] = y * slope / q
     loss = -class_total(loss, shared, 0, C, lane, lanes)
     if GRAD:
         inside = T(class_total(inside, shared, 1, C, lane, lanes))
         sc = T(scale) / total
         for j in range(lane, C, lanes):
-            y = smoothed_target(t, label, j, C, smoothing)
-            q, slope = clip_probability(p[j] / total)
-            g[j] = sc * (inside - y * slope / q)
+            g[j] = sc * (inside - g[j])
     return loss
 
 
@@ -315,10 +322,17 @@ def focal_term(y, q, alpha, gamma):
     T = type(q)
     c, slope = clip_probability(q)
     one_minus = T(1.0) - c
-    modulation = power(one_minus, gamma) if gamma != T(0.0) else T(1.0)
+    if gamma == T(2.0):  # (a constant in the default's own loop: no division, no exp)
+        modulation = one_minus * one_minus
+        d_modulation = T(2.0) * one_minus
+    elif gamma == T(0.0):
+        modulation = T(1.0)
+        d_modulation = T(0.0)
+    else:
+        modulation = power(one_minus, gamma)
+        d_modulation = gamma * modulation / one_minus
     log_c = log(c)
     term = -alpha * y * modulation * log_c
-    d_modulation = gamma * modulation / one_minus
     return term, alpha * y * (d_modulation * log_c - modulation / c) * slope
 
 
@@ -350,27 +364,30 @@ def focal_row(t, label, p, alpha, gamma, smoothing, from_logits, g, scale, lane,
     logits = from_logits != T(0.0)
     if logits:
         lse = T(softmax_stats(p, g, shared, lane, lanes, False)[0])
-        total = T(1.0)
+        inverse = T(1.0)
     else:
         lse = T(0.0)
-        total = T(row_total(p, shared, lane, lanes))
+        inverse = T(1.0 / row_total(p, shared, lane, lanes))
     loss = 0.0
     d = 0.0
+    # The first pass keeps each class's h in g, so the second pass has no log to redo.
     for j in range(lane, C, lanes):
         y = smoothed_target(t, label, j, C, smoothing)
-        q = exp(p[j] - lse) if logits else p[j] / total
+        q = exp(p[j] - lse) if logits else p[j] * inverse
         term, h = focal_term(y, q, alpha, gamma)
         loss = class_term(loss, shared, 0, j, term)
-        d = class_term(d, shared, 1, j, h * q)
+        if GRAD:
+            d = class_term(d, shared, 1, j, h * q)
+            g[j] = h
     loss = class_total(loss, shared, 0, C, lane, lanes)
     if GRAD:
         d = T(class_total(d, shared, 1, C, lane, lanes))
         sc = T(scale)
         for j in range(lane, C, lanes):
-            y = smoothed_target(t, label, j, C, smoothing)
-            q = exp(p[j] - lse) if logits else p[j] / total
-            h = focal_term(y, q, alpha, gamma)[1]
-            g[j] = sc * q * (h - d) if logits else sc * (h - d) / total
+            if logits:
+                g[j] = sc * exp(p[j] - lse) * (g[j] - d)
+            else:
+                g[j] = sc * (g[j] - d) * inverse
     return loss
 
 
