@@ -166,9 +166,12 @@ class KernelCall:
     grads: tuple = ()
     labels: object = None
     class_weight: object = None
+    hess: bool = False  # grads = (gradient, second derivative) of a pointwise element
 
     @property
     def mode(self):
+        if self.hess:
+            return "grad_hess"
         if not self.grads:
             return "value"
         return "value_and_grad" if self.value else "grad"

@@ -26,6 +26,7 @@ class Mode:
     name: str
     value: bool
     grad: bool
+    hess: bool = False  # the second derivative beside the gradient (grad_hess)
 
     def result(self, value, grads):
         if not self.grad:
@@ -34,8 +35,10 @@ class Mode:
 
 
 MODES = {m.name: m for m in (Mode("value", True, False), Mode("grad", False, True),
-                             Mode("value_and_grad", True, True))}
+                             Mode("value_and_grad", True, True),
+                             Mode("grad_hess", False, True, True))}
 VALUE, GRAD, VALUE_AND_GRAD = MODES["value"], MODES["grad"], MODES["value_and_grad"]
+GRAD_HESS = MODES["grad_hess"]
 
 @dataclass
 class Request:
@@ -99,6 +102,7 @@ class Loss:
         self._plans: dict[tuple, Any] = {}
         self.grad = self._method(GRAD)
         self.value_and_grad = self._method(VALUE_AND_GRAD)
+        self.grad_hess = self._method(GRAD_HESS)
 
     def _method(self, mode):
         def method(*arrays, **kwargs):
@@ -183,6 +187,13 @@ class Loss:
         reduction = kwargs.pop("reduction", "default")
         grad_output = kwargs.pop("grad_output", None) if mode.grad else None
         out = kwargs.pop("out", None) if mode.grad else None
+        if mode.hess:
+            if not getattr(self.family, "second_derivatives", False):
+                raise TypeError(f"{self.name}: grad_hess is not available for this loss "
+                                f"(second derivatives exist for the pointwise losses)")
+            if out is not None:
+                raise TypeError(f"{self.name}: grad_hess takes no out= (it returns new "
+                                "gradient and second-derivative arrays)")
         options = self.check_options(kwargs)
         reduction = self.check_reduction(reduction)
         if sample_weight is not None and not self.spec.takes_sample_weight:
@@ -196,13 +207,13 @@ class Loss:
         placement = Placement(placed)
         request = Request(self, mode, named, options, reduction, sample_weight, grad_output,
                           outs, placement, plannable and placement.target == "cpu"
-                          and not placement.gpu_inputs)
+                          and not placement.gpu_inputs and not mode.hess)
         value, grads = self.family.compute(request)
         if mode.value:
             value = placement.result(value)
         if mode.grad:
             grads = tuple(placement.result(g) for g in grads)
-            grads = grads[0] if len(self.predictions) == 1 else grads
+            grads = grads[0] if len(self.predictions) == 1 and not mode.hess else grads
         return mode.result(value, grads), request.plan
 
 

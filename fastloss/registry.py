@@ -174,7 +174,9 @@ class LossSpec:
     def doc(self, mode="value"):
         """The docstring of the loss (mode "value") or of its grad / value_and_grad."""
         what = {"value": "The loss", "grad": "The gradient (a vector-Jacobian product) of the loss",
-                "value_and_grad": "The loss and its gradient, in one fused pass,"}[mode]
+                "value_and_grad": "The loss and its gradient, in one fused pass,",
+                "grad_hess": "The gradient and the Hessian's diagonal (each element's second "
+                             "derivative), in one fused pass,"}[mode]
         arrays = ", ".join(self.inputs)
         grads = ", ".join(self.predictions)
         lines = [f"{self.name}: {what} over ({arrays}).", "",
@@ -204,11 +206,20 @@ class LossSpec:
                       "predictions); it may be an input itself."]
         returns = {"value": "the value (a 0-d scalar, or per-sample values for 'none')",
                    "grad": "the gradient" + ("s" if len(self.predictions) > 1 else ""),
-                   "value_and_grad": "(value, gradient)"}[mode]
+                   "value_and_grad": "(value, gradient)",
+                   "grad_hess": "(gradient, second derivatives), the gradient grad's (to the "
+                                "last bit: the fused kernel may round a multiply-add "
+                                "differently), "
+                                "the second derivatives scaled by the same reduction and "
+                                "weights (for gradient boosting: XGBoost's and LightGBM's "
+                                "(grad, hess)); where a loss's second derivative is zero almost "
+                                "everywhere its docs say what is returned"}[mode]
         lines += ["", f"Returns {returns}, in the inputs' array library (NumPy or CuPy)."]
         if mode == "value":
             lines += ["", f"Also {self.name}.grad(...), the gradient as a vector-Jacobian "
-                          f"product, and {self.name}.value_and_grad(...), both in one pass."]
+                          f"product, and {self.name}.value_and_grad(...), both in one pass"
+                          + (f"; {self.name}.grad_hess(...), gradient and second derivatives."
+                             if self.family == "pointwise" else ".")]
         return "\n".join(lines)
 
     def table_row(self) -> str:

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 from .arguments import ELEMENT_CALLS, KERNEL_ARGS, element_options, element_parameters
-from .elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS, SPECIALISED
+from .elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS, SECOND_DERIVATIVES, SPECIALISED
 from .row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
 
 HERE = Path(__file__).parent
@@ -68,6 +68,25 @@ def binder(family, name, fn, prefix="", constant=None):
             f"    return {name}({', '.join(passed)})\n"]
 
 
+def grad_hess_binder(name, fn, prefix="", constant=None):
+    """``bind_<element>_grad_hess``: a pointwise element and its second derivative as a
+    pair element of (t, a, b) (a = b = the prediction), returning (unused, gradient,
+    second derivative): the pair body then writes both, scaled alike."""
+    slots = iter(range(OPTION_SLOTS))
+    passed = [{"t": "t", "p": "a"}.get(p) or f"o[{next(slots)}]"
+              for p in element_parameters(fn)]
+    suffix = ""
+    if constant:
+        option, value = constant
+        at = element_parameters(fn).index(option)
+        passed[at] = f"type({passed[at]})({value!r})"
+        suffix = "_special"
+    args = ", ".join(passed)
+    return [f"def {prefix}bind_{name}_grad_hess{suffix}({', '.join(ELEMENT_CALLS['pointwise_pair'])}):",
+            f"    d = {name}({args})[1]",
+            f"    return d, d, {SECOND_DERIVATIVES[name].__name__}({args})\n"]
+
+
 def special_test(family, name, fn):
     """The option test that picks an element's special loop (see SPECIALISED)."""
     option, value = SPECIALISED[name]
@@ -118,9 +137,32 @@ def __getattr__(name):
 '''
 
 
+PAIR_ARGS = ", ".join(KERNEL_ARGS["pointwise_pair"])
+
+
+def grad_hess_cpu(name, fn, kernel_elements):
+    """``<element>_grad_hess_{serial,parallel}``: the pair body over (y_pred, y_pred)
+    writing the gradient and the second derivative (no value)."""
+    lines = ["", *grad_hess_binder(name, fn, prefix="_")]
+    call = f"pointwise_pair(bind_{name}_grad_hess{{}}, {PAIR_ARGS}, first, last, False, True)"
+    if name in SPECIALISED:
+        lines += ["", *grad_hess_binder(name, fn, prefix="_", constant=SPECIALISED[name])]
+        body = (f"    if {special_test('pointwise', name, fn)}:\n"
+                f"        {call.format('_special')}\n    else:\n        {call.format('')}\n")
+    else:
+        body = f"    {call.format('')}\n"
+    kernel_elements.update((f"{name}_grad_hess_{suffix}", f"{name}_grad_hess")
+                           for suffix in ("serial", "parallel"))
+    lines.append(CPU_KERNELS.format(kernel=f"{name}_grad_hess", args=PAIR_ARGS, body=body,
+                                    value=False, total="pointwise_total"))
+    return lines
+
+
 def render_cpu():
     lines = [header(CPU_SOURCES), "from numba import njit, prange\n",
              f"from .elements import {', '.join(sorted({**ELEMENTS, **PAIR_ELEMENTS}))}",
+             "from .elements import (" + ", ".join(
+                 sorted(fn.__name__ for fn in SECOND_DERIVATIVES.values())) + ")",
              "from .pointwise import (FASTMATH, block_range, pointwise, pointwise_pair, "
              "pointwise_total,\n                        task_blocks)",
              f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
@@ -147,6 +189,8 @@ def render_cpu():
                     body = f"    {call.format(name)}\n"
                 lines.append(CPU_KERNELS.format(kernel=kernel, args=args, body=body, value=value,
                                                 total=TOTALS[family]))
+            if name in SECOND_DERIVATIVES:
+                lines += grad_hess_cpu(name, elements[name], kernel_elements)
     lines[6:6] = ["# Each element's named options: the order of the option tuple's slots.",
                   f"ELEMENT_OPTIONS = {dict(sorted(options.items()))!r}",
                   "# The element each kernel computes.",
@@ -156,11 +200,14 @@ def render_cpu():
 
 def render_cuda():
     lines = [header(CUDA_SOURCES), "from numba import cuda\n",
-             "from .pointwise_cuda import ELEMENTS, PAIR_ELEMENTS, pointwise, pointwise_pair",
+             "from .pointwise_cuda import (ELEMENTS, PAIR_ELEMENTS, SECOND_DERIVATIVES, pointwise,\n"
+             "                             pointwise_pair)",
              "from .rowwise_cuda import ROW_ELEMENTS, TUPLE_ELEMENTS, rowwise, tuplewise\n"]
     for table, elements in (("ELEMENTS", ELEMENTS), ("PAIR_ELEMENTS", PAIR_ELEMENTS),
                             ("ROW_ELEMENTS", ROW_ELEMENTS), ("TUPLE_ELEMENTS", TUPLE_ELEMENTS)):
         lines += [f"{name} = {table}[{name!r}]" for name in sorted(elements)]
+    lines += [f"{fn.__name__} = SECOND_DERIVATIVES[{name!r}]"
+              for name, fn in sorted(SECOND_DERIVATIVES.items())]
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
             lines += ["", '@cuda.jit(device=True, inline="always")',
@@ -170,6 +217,11 @@ def render_cuda():
                           "@cuda.jit",
                           f"def {name}_{mode}({args}):",
                           f"    {family}(bind_{name}, {args}, {value}, {grad})\n"]
+            if name in SECOND_DERIVATIVES:
+                lines += ["", '@cuda.jit(device=True, inline="always")',
+                          *grad_hess_binder(name, elements[name]),
+                          "", "@cuda.jit", f"def {name}_grad_hess({PAIR_ARGS}):",
+                          f"    pointwise_pair(bind_{name}_grad_hess, {PAIR_ARGS}, False, True)\n"]
     return "\n".join(lines)
 
 

@@ -62,6 +62,21 @@ def specialise(option, value):
     return register
 
 
+# Second derivatives: {element: function of the element's own parameters returning
+# d2 loss / d p2}, for ``grad_hess`` (the gradient still comes from the element itself,
+# so grad_hess's gradient is grad's).  Where the second derivative is zero almost
+# everywhere (a kink, a linear piece) the function says what it returns instead.
+SECOND_DERIVATIVES = {}
+
+
+def second_derivative(of):
+    """Register ``fn`` as the second derivative of element ``of`` in its prediction."""
+    def register(fn):
+        SECOND_DERIVATIVES[of.py_func.__name__] = fn
+        return njit(inline="always")(fn)
+    return register
+
+
 def helper(fn):
     """Register a helper of the element functions, compiled like them."""
     HELPERS[fn.__name__] = fn
@@ -505,3 +520,221 @@ def gaussian_kl(t, a, b):
     T = type(a)
     e = exp(b)
     return T(-0.5) * (T(1.0) + b - a * a - e), a, T(0.5) * (e - T(1.0))
+
+
+# -- Second derivatives (grad_hess) --------------------------------------------------------
+# Each is d/dp of its element's gradient, piece by piece as the element defines the
+# pieces; checked against finite differences of the gradient in tests/test_grad_hess.py.
+
+@second_derivative(of=squared_error)
+def squared_error_hess(t, p):
+    return type(p)(2.0)
+
+
+@second_derivative(of=absolute_error)
+def absolute_error_hess(t, p):
+    """Zero almost everywhere; 1, as XGBoost's reg:absoluteerror, so that a boosting
+    step has a curvature to divide by (the sign of the residual is the gradient)."""
+    return type(p)(1.0)
+
+
+@second_derivative(of=absolute_percentage_error)
+def absolute_percentage_error_hess(t, p):
+    """Zero almost everywhere (piecewise linear)."""
+    return type(p)(0.0)
+
+
+@second_derivative(of=squared_log_error)
+def squared_log_error_hess(t, p):
+    T = type(p)
+    eps = T(EPSILON)
+    shifted_p = max(p, eps) + T(1.0)
+    d = log(shifted_p) - log(max(t, eps) + T(1.0))
+    return T(0.0) if p <= eps else T(2.0) * (T(1.0) - d) / (shifted_p * shifted_p)
+
+
+@second_derivative(of=huber)
+def huber_hess(t, p, delta):
+    T = type(p)
+    return T(1.0) if abs(p - t) <= delta else T(0.0)
+
+
+@second_derivative(of=smooth_l1)
+def smooth_l1_hess(t, p, beta):
+    T = type(p)
+    return T(0.0) if abs(p - t) >= beta or beta == T(0.0) else T(1.0) / beta
+
+
+@second_derivative(of=log_cosh)
+def log_cosh_hess(t, p):
+    """sech(x)**2 = 4 e / (1 + e)**2, e = exp(-2|x|): no cancellation at any x."""
+    T = type(p)
+    e = exp(T(-2.0) * abs(p - t))
+    one_e = T(1.0) + e
+    return T(4.0) * e / (one_e * one_e)
+
+
+@second_derivative(of=poisson)
+def poisson_hess(t, p):
+    T = type(p)
+    shifted = p + T(EPSILON)
+    return t / (shifted * shifted)
+
+
+@second_derivative(of=poisson_nll)
+def poisson_nll_hess(t, p, log_input, full, eps):
+    T = type(p)
+    if log_input != T(0.0):
+        return exp(p)
+    q = p + eps
+    return t / (q * q)
+
+
+@second_derivative(of=hinge)
+def hinge_hess(t, p):
+    """Zero almost everywhere; as XGBoost's binary:hinge, 1 where the margin is active
+    (t p < 1), and the gradient's own slope rule at the kink."""
+    return hinge_slope(type(p)(1.0) - t * p)
+
+
+@second_derivative(of=squared_hinge)
+def squared_hinge_hess(t, p):
+    T = type(p)
+    return T(2.0) * t * t if T(1.0) - t * p > T(0.0) else T(0.0)
+
+
+@second_derivative(of=hinge_embedding)
+def hinge_embedding_hess(t, p, margin):
+    """Zero almost everywhere (piecewise linear)."""
+    return type(p)(0.0)
+
+
+@second_derivative(of=kl_divergence)
+def kl_divergence_hess(t, p):
+    T = type(p)
+    lo = T(EPSILON)
+    tc = clip(t, lo, T(1.0))[0]
+    pc, slope = clip(p, lo, T(1.0))
+    return slope * tc / (pc * pc)
+
+
+@second_derivative(of=torch_kl_div)
+def torch_kl_div_hess(t, p, log_target):
+    """Zero: the loss is linear in the log-probability p."""
+    return type(p)(0.0)
+
+
+@second_derivative(of=torch_bce)
+def torch_bce_hess(t, p):
+    """d/dp (p - t) / p(1 - p) = (p**2 - 2 t p + t) / (p (1 - p))**2 (1 / max(., 1e-12)
+    where PyTorch's gradient takes its floor)."""
+    T = type(p)
+    one = T(1.0)
+    pq = p * (one - p)
+    eps = T(9.999999960041972e-13)
+    h = (p * p - T(2.0) * t * p + t) / (pq * pq) if pq >= eps else one / eps
+    h = h if p >= T(0.0) else T(_NAN)
+    return h if p <= one else T(_NAN)
+
+
+@second_derivative(of=soft_margin)
+def soft_margin_hess(t, p):
+    s, c, e = sigmoids(-t * p)
+    return t * t * s * c
+
+
+@second_derivative(of=bce_logits)
+def bce_logits_hess(t, p, label_smoothing):
+    s, c, e = sigmoids(p)
+    return s * c
+
+
+@helper
+def clipped_bce_hess(y, prob, comp):
+    """d2 clipped_bce / d prob2: (y / P**2 + (1 - y) / (1 - P)**2) inside the clip."""
+    T = type(prob)
+    one = T(1.0)
+    lo = T(EPSILON)
+    hi = T(1.0 - EPSILON)
+    pc, slope = clip(prob, lo, hi)
+    cc = clip(comp, one - hi, one - lo)[0]
+    return ((one - y) / (cc * cc) + y / (pc * pc)) * slope
+
+
+@second_derivative(of=bce_probs)
+def bce_probs_hess(t, p, label_smoothing):
+    return clipped_bce_hess(smooth(t, label_smoothing), p, type(p)(1.0) - p)
+
+
+@helper
+def focal_powers(q, gamma):
+    """(gamma q**(gamma - 1), gamma (gamma - 1) q**(gamma - 2)): the first and second
+    derivatives of the focal factor q**gamma in q (exact for gamma 0, 1, 2; at q = 0 a
+    negative power is inf, as the derivative is unbounded there)."""
+    T = type(q)
+    zero = T(0.0)
+    one = T(1.0)
+    two = T(2.0)
+    if gamma == two:
+        return two * q, two
+    if gamma == one:
+        return one, zero
+    if gamma == zero:
+        return zero, zero
+    lq = log(q) if q > zero else (T(-_INF) if q == zero else T(_NAN))
+    return gamma * exp((gamma - one) * lq), gamma * (gamma - one) * exp((gamma - two) * lq)
+
+
+@helper
+def focal_hess(y, q, dq, d2q, w, ce, dce, d2ce, gamma):
+    """d2/dx2 of w q**gamma ce, given q, ce and their first and second derivatives in
+    the prediction x (q = 1 - p_t, ce the crossentropy)."""
+    T = type(q)
+    focal = q * q if gamma == T(2.0) else focal_power(q, gamma, T(0.0))[0]
+    f1, f2 = focal_powers(q, gamma)
+    d_focal = f1 * dq
+    d2_focal = f2 * dq * dq + f1 * d2q
+    return w * (d2_focal * ce + T(2.0) * d_focal * dce + focal * d2ce)
+
+
+@helper
+def keras_focal_hess(y, prob, comp, dprob, d2prob, apply_class_balancing, alpha, gamma):
+    """d2/dx2 of keras_focal, prob a function of the prediction x with derivatives
+    dprob and d2prob."""
+    T = type(prob)
+    one = T(1.0)
+    bce, dbce = clipped_bce(y, prob, comp)
+    d2bce = clipped_bce_hess(y, prob, comp)
+    w = class_balance(y, alpha) if apply_class_balancing != T(0.0) else one
+    sign = one - T(2.0) * y
+    return focal_hess(y, y * comp + (one - y) * prob, sign * dprob, sign * d2prob, w, bce,
+                      dbce * dprob, d2bce * dprob * dprob + dbce * d2prob, gamma)
+
+
+@second_derivative(of=binary_focal_probs)
+def binary_focal_probs_hess(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
+    T = type(p)
+    return keras_focal_hess(smooth(t, label_smoothing), p, T(1.0) - p, T(1.0), T(0.0),
+                            apply_class_balancing, alpha, gamma)
+
+
+@second_derivative(of=binary_focal_logits)
+def binary_focal_logits_hess(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
+    T = type(p)
+    s = sigmoids(p)[0]
+    comp = T(1.0) - s
+    ds = s * comp
+    return keras_focal_hess(smooth(t, label_smoothing), s, comp, ds, ds * (comp - s),
+                            apply_class_balancing, alpha, gamma)
+
+
+@second_derivative(of=sigmoid_focal)
+def sigmoid_focal_hess(t, p, alpha, gamma):
+    T = type(p)
+    one = T(1.0)
+    ce, dce, s, c = logistic_ce(t, p)
+    sc = s * c
+    sign = one - T(2.0) * t
+    w = class_balance(t, alpha) if alpha >= T(0.0) else one
+    return focal_hess(t, t * c + (one - t) * s, sign * sc, sign * sc * (c - s), w, ce, dce,
+                      sc, gamma)

@@ -39,6 +39,10 @@ _NAMESPACE = namespace_of(elements)
 HELPERS = retarget(elements.HELPERS, _NAMESPACE)
 ELEMENTS = retarget(elements.ELEMENTS, _NAMESPACE)
 PAIR_ELEMENTS = retarget(elements.PAIR_ELEMENTS, _NAMESPACE)
+# (under the functions' own names, ``<element>_hess``; keyed here by element)
+_HESS = retarget({fn.__name__: fn for fn in elements.SECOND_DERIVATIVES.values()}, _NAMESPACE)
+SECOND_DERIVATIVES = {element: _HESS[fn.__name__]
+                      for element, fn in elements.SECOND_DERIVATIVES.items()}
 
 
 @cuda.jit(device=True, inline="always")

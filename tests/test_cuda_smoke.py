@@ -1,4 +1,4 @@
-"""Every CUDA kernel, once: each loss's value, gradient and fused call on the CUDA path
+"""Every CUDA kernel, once: each loss's value, gradient, fused call (and grad_hess) on the CUDA path
 (Numba's simulator on machines without a GPU) on tiny inputs, equal to the CPU kernels'
 results to rounding; and a check that these calls reach every CUDA kernel there is.
 
@@ -42,7 +42,10 @@ def run_all(name, options, reduction, shape):
     rng = np.random.default_rng(0)
     args = arguments(name, rng.uniform(0.05, 0.95, shape), rng.uniform(0.05, 0.95, shape))
     kw = dict(options, reduction=reduction)
-    return [loss(*args, **kw), loss.grad(*args, **kw), *loss.value_and_grad(*args, **kw)]
+    results = [loss(*args, **kw), loss.grad(*args, **kw), *loss.value_and_grad(*args, **kw)]
+    if loss.spec.family == "pointwise":
+        results += loss.grad_hess(*args, **kw)
+    return results
 
 
 def flat(results):

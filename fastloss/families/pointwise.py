@@ -29,6 +29,7 @@ class Pointwise(Family):
     the axis reduced first, moved last for the kernel."""
 
     name = "pointwise"
+    second_derivatives = True  # grad_hess, for the elements that have one
 
     def __init__(self, element, kernel_values=None, row_reduction="mean", prepare_labels=None,
                  pred_range=None, prepare=None, same_shape=False):
@@ -125,11 +126,13 @@ class Pointwise(Family):
         t = xp.ascontiguousarray(t, dtype=dtype)
         if self.prepare_labels is not None:
             t = self.prepare_labels(t, xp)
-        grad = None
+        grad = hess = None
         if request.want_grad:
             grad = grad_buffer(request, pred_shape, dtype)
             if moved:  # out (possibly y_pred itself) receives the gradient moved back
                 final_grad, grad = grad, xp.empty(p.size, dtype)
+        if request.mode.hess:
+            hess = xp.empty(p.size, dtype)
 
         if keras:
             row_div = p_shape[-1] if self.row_reduction == "mean" else 1
@@ -145,10 +148,19 @@ class Pointwise(Family):
             rows, value = layout.empty_values(dtype)
         else:
             element, o = self.kernel_element(request.loss, options, dtype)
-            call = KernelCall("pointwise", element, (p.reshape(-1),), t.reshape(-1), o,
+            if hess is not None and element not in _second_derivatives():
+                raise TypeError(f"{name}: grad_hess is not available with these options "
+                                f"(the {element} element has no second derivative)")
+            flat = p.reshape(-1)
+            # grad_hess: the pair body over (p, p), writing the gradient and the second
+            # derivative with the same per-row factors.
+            call = KernelCall("pointwise" if hess is None else "pair", element,
+                              (flat,) if hess is None else (flat, flat), t.reshape(-1), o,
                               layout.C, layout.weight, layout.coef, layout.gscale, layout.vscale,
-                              want_rows=layout.rows_shape is not None, value=want_value,
-                              grads=() if grad is None else (grad,))
+                              want_rows=layout.rows_shape is not None and want_value,
+                              value=want_value,
+                              grads=() if grad is None else (grad,) if hess is None
+                              else (grad, hess), hess=hess is not None)
             value, rows = run_kernel(call, placement)
             if request.plannable and grad_output is None and reduction == request.reduction:
                 request.plan = self._plan(request, call, layout, moved)
@@ -161,8 +173,17 @@ class Pointwise(Family):
         if grad is not None and moved:
             final_grad.reshape(unmoved_shape)[...] = xp.moveaxis(grad.reshape(p_shape), -1, axis)
             grad = final_grad
+            if hess is not None:
+                hess = xp.moveaxis(hess.reshape(p_shape), -1, axis)
+        if hess is not None:
+            return None, (grad.reshape(pred_shape), xp.ascontiguousarray(hess).reshape(pred_shape))
         return (value if want_value else None), (None if grad is None
                                                  else (grad.reshape(pred_shape),))
+
+
+def _second_derivatives():
+    from fastloss.kernels.elements import SECOND_DERIVATIVES  # (kernels load on first use)
+    return SECOND_DERIVATIVES
 
 
 def plain_arrays(arrays, dtype, shape):

@@ -1,0 +1,150 @@
+"""grad_hess: the gradient and the Hessian's diagonal of every pointwise loss.
+
+The gradient must be ``grad``'s (to the last bit or two); the second derivatives are checked against
+central finite differences of ``grad`` itself in float64 (the gradient is checked
+against independent references elsewhere), with every reduction, sample weight and
+option the loss takes, on the serial, parallel and (tiny, simulated) CUDA kernels."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastloss as fl
+import loss_cases
+
+POINTWISE = sorted(n for n, loss in fl.LOSSES.items() if loss.spec.family == "pointwise")
+# Zero second derivative almost everywhere, replaced by XGBoost's choice (docs say so).
+BOOSTING_CURVATURE = {"mean_absolute_error", "l1_loss", "hinge"}
+
+
+def finite_difference(call, kwargs, arrays, step):
+    """Central difference of loss.grad in y_pred (float64), with its step."""
+    loss = fl.LOSSES[call.name]
+    t, p = arrays
+    h = step * np.maximum(1.0, np.abs(p))
+    up = loss.grad(t, p + h, **kwargs)
+    down = loss.grad(t, p - h, **kwargs)
+    return (up - down) / (2 * h)
+
+
+def float64_kwargs(call):
+    kw = call.kwargs()
+    return {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+                else v) for k, v in kw.items()}
+
+
+def test_every_pointwise_loss_is_covered():
+    assert set(POINTWISE) <= set(loss_cases.MAKERS)
+    assert len(POINTWISE) >= 20
+
+
+@pytest.mark.parametrize("name", POINTWISE)
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_gradient_is_grads_and_second_derivative_matches_differences(name, data):
+    call = data.draw(loss_cases.calls(name))
+    grad, hess = call.run("grad_hess")
+    # grad's gradient, from the same element code; the compiler may fuse its multiply-adds
+    # differently beside the second derivative (a last-bit difference, as value_and_grad's)
+    expected = call.run("grad")
+    eps = np.finfo(call.dtype).eps
+    np.testing.assert_allclose(grad, expected, rtol=4 * eps,
+                               atol=4 * eps * np.abs(expected).max(initial=0.0))
+    assert hess.shape == grad.shape and hess.dtype == grad.dtype
+    if call.empty or name in BOOSTING_CURVATURE:
+        return
+    arrays = call.exact()
+    kwargs = float64_kwargs(call)
+    with loss_cases.on_backend("serial" if call.backend == "cuda" else call.backend):
+        _, exact = fl.LOSSES[name].grad_hess(*arrays, **kwargs)
+        fd = finite_difference(call, kwargs, arrays, 1e-6)
+        fd2 = finite_difference(call, kwargs, arrays, 2e-6)
+    # Elements within a step of a kink or clip bound: the two differences disagree there.
+    scale = max(np.nanmax(np.abs(fd), initial=0.0), 1e-300)
+    smooth = np.abs(fd - fd2) <= 1e-4 * scale + 1e-6 * np.abs(fd)
+    assert smooth.mean() > 0.5, "too few elements away from kinks to check"
+    np.testing.assert_allclose(exact[smooth], fd[smooth], rtol=1e-4, atol=1e-5 * scale)
+    # the drawn dtype's second derivatives agree with float64's
+    tol = 1e-9 if call.dtype == np.float64 else 2e-4
+    finite = np.isfinite(exact)
+    np.testing.assert_allclose(hess[finite], exact[finite], rtol=tol,
+                               atol=tol * np.abs(exact[finite]).max(initial=0.0))
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum"])
+def test_boosting_curvature_where_the_second_derivative_vanishes(reduction):
+    """absolute error: 1 per element (XGBoost's reg:absoluteerror); hinge: 1 where the
+    margin is active, 0 where it is not (binary:hinge)."""
+    t = np.array([0.0, 1.0, -2.0, 3.0])
+    p = np.array([0.5, 0.0, 1.0, 3.5])
+    np.testing.assert_array_equal(fl.l1_loss.grad_hess(t, p, reduction=reduction)[1],
+                                  np.ones(4))
+    y = np.array([[1.0, -1.0, 1.0, -1.0]])
+    x = np.array([[0.2, 0.5, 3.0, -2.0]])
+    _, h = fl.hinge.grad_hess(y, x, reduction="sum")
+    np.testing.assert_array_equal(h, np.array([[0.25, 0.25, 0.0, 0.0]]))  # (mean over 4)
+
+
+def test_known_second_derivatives():
+    """Closed forms: squared error 2 / n, logistic s (1 - s), Poisson (log input) exp(x)."""
+    rng = np.random.default_rng(3)
+    t, p = rng.standard_normal(50), rng.standard_normal(50)
+    _, h = fl.mse_loss.grad_hess(t, p)
+    np.testing.assert_allclose(h, np.full(50, 2 / 50), rtol=1e-15)
+    y = (rng.random(50) < 0.5).astype(float)
+    _, h = fl.binary_cross_entropy_with_logits.grad_hess(y, p, reduction="sum")
+    s = 1 / (1 + np.exp(-p))
+    np.testing.assert_allclose(h, s * (1 - s), rtol=1e-13)
+    _, h = fl.poisson_nll_loss.grad_hess(np.abs(t), p, reduction="sum")
+    np.testing.assert_allclose(h, np.exp(p), rtol=1e-14)
+
+
+def test_sample_weight_and_grad_output_scale_the_second_derivatives():
+    rng = np.random.default_rng(4)
+    t, p = rng.standard_normal((6, 3)), rng.standard_normal((6, 3))
+    w = rng.uniform(0.5, 2.0, 6)
+    _, plain = fl.log_cosh.grad_hess(t, p, reduction="sum")
+    _, weighted = fl.log_cosh.grad_hess(t, p, reduction="sum", sample_weight=w)
+    np.testing.assert_allclose(weighted, plain * w[:, None], rtol=1e-14)
+    _, scaled = fl.log_cosh.grad_hess(t, p, reduction="sum", grad_output=np.float64(3.0))
+    np.testing.assert_allclose(scaled, 3 * plain, rtol=1e-14)
+
+
+def test_keras_axis_is_moved_back():
+    rng = np.random.default_rng(5)
+    t = (rng.random((3, 4, 5)) < 0.5).astype(np.float64)
+    p = rng.standard_normal((3, 4, 5))
+    g, h = fl.binary_crossentropy.grad_hess(t, p, from_logits=True, axis=1, reduction="sum")
+    g_last, h_last = fl.binary_crossentropy.grad_hess(
+        np.moveaxis(t, 1, -1), np.moveaxis(p, 1, -1), from_logits=True, reduction="sum")
+    np.testing.assert_allclose(h, np.moveaxis(h_last, -1, 1), rtol=1e-14)
+    np.testing.assert_allclose(g, np.moveaxis(g_last, -1, 1), rtol=1e-14)
+
+
+def test_unavailable_and_bad_calls_raise():
+    x = np.zeros((2, 3))
+    with pytest.raises(TypeError, match="grad_hess is not available"):
+        fl.cosine_similarity.grad_hess(x, x)
+    with pytest.raises(TypeError, match="no out="):
+        fl.mse_loss.grad_hess(x, x, out=np.empty_like(x))
+    with pytest.raises(TypeError, match="unexpected option"):
+        fl.huber.grad_hess(x, x, gamma=1.0)
+
+
+@pytest.mark.parametrize("name", POINTWISE)
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_cuda_kernels_match_the_cpu(name, data):
+    """Every grad_hess CUDA kernel (the simulator without a GPU) on a tiny call."""
+    call = data.draw(loss_cases.calls(name, reduction="sum").filter(
+        lambda c: 0 < np.size(c.arrays[-1]) <= 40))
+    kwargs = call.kwargs(sample_weight=None)
+    with loss_cases.on_backend("serial"):
+        cpu = fl.LOSSES[name].grad_hess(*call.arrays, **kwargs)
+    with loss_cases.on_backend("cuda"):
+        gpu = fl.LOSSES[name].grad_hess(*call.arrays, **kwargs)
+    tol = 1e-12 if call.dtype == np.float64 else 1e-5
+    for c, g in zip(cpu, gpu):
+        g = g.get() if hasattr(g, "get") else np.asarray(g)
+        np.testing.assert_allclose(g, c, rtol=tol, atol=tol * np.abs(c).max(initial=0.0))
