@@ -884,7 +884,8 @@ def in_processes(fn, names, jobs=None, *args):
 
 
 def call_every_mode(names, xp, dtype):
-    """Every mode of each loss in ``names`` on tiny ``xp`` inputs of ``dtype``."""
+    """Every mode of each loss in ``names`` (and grad_hess where it has one) on tiny
+    ``xp`` inputs of ``dtype``."""
     import fastloss
 
     t = xp.asarray(np.linspace(0.05, 0.95, 6).reshape(2, 3), dtype=dtype)
@@ -892,9 +893,15 @@ def call_every_mode(names, xp, dtype):
     for name in names:
         loss = fastloss.LOSSES[name]
         args = arguments(name, t, p)
-        loss(*args, **reduced(loss))
-        loss.grad(*args, **reduced(loss))
-        loss.value_and_grad(*args, **reduced(loss))
+        # (from_logits picks another element: both are warmed)
+        flips = ({}, {"from_logits": True}) if "from_logits" in loss.spec.defaults else ({},)
+        for options in flips:
+            kw = {**reduced(loss), **options}
+            loss(*args, **kw)
+            loss.grad(*args, **kw)
+            loss.value_and_grad(*args, **kw)
+            if loss.spec.family == "pointwise":
+                loss.grad_hess(*args, **kw)
 
 
 def warm_cpu(names):
