@@ -191,14 +191,14 @@ class Loss:
             if not getattr(self.family, "second_derivatives", False):
                 raise TypeError(f"{self.name}: grad_hess is not available for this loss "
                                 f"(second derivatives exist for the pointwise losses)")
-            if out is not None:
-                raise TypeError(f"{self.name}: grad_hess takes no out= (it returns new "
-                                "gradient and second-derivative arrays)")
+            if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
+                raise TypeError(f"{self.name}: grad_hess's out must be a pair of arrays "
+                                f"(gradient, second derivatives), got {type(out).__name__}")
         options = self.check_options(kwargs)
         reduction = self.check_reduction(reduction)
         if sample_weight is not None and not self.spec.takes_sample_weight:
             raise TypeError(f"{self.name} follows {self.spec.source} and takes no sample_weight")
-        outs = self._out_tuple(out)
+        outs = tuple(out) if mode.hess and out is not None else self._out_tuple(out)
         placed = {**named, "sample_weight": sample_weight, "grad_output": grad_output,
                   **{name: options[name] for name in self._array_options}}
         if outs is not None:
@@ -258,7 +258,9 @@ def grad_buffer(request, shape, dtype, index=0):
     or a new array."""
     xp = request.xp
     out = request.out_for(index)
-    name = request.loss.predictions[index]
+    predictions = request.loss.predictions
+    # (grad_hess: index 1 is the second derivatives' buffer, y_pred's shape too)
+    name = predictions[min(index, len(predictions) - 1)]
     if out is None:
         return xp.empty(int(np.prod(shape, dtype=np.int64)), dtype)
     if not isinstance(out, xp.ndarray):

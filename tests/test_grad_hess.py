@@ -127,7 +127,30 @@ def test_unavailable_and_bad_calls_raise():
     x = np.zeros((2, 3))
     with pytest.raises(TypeError, match="grad_hess is not available"):
         fl.cosine_similarity.grad_hess(x, x)
-    with pytest.raises(TypeError, match="no out="):
+    with pytest.raises(TypeError, match="pair of arrays"):
         fl.mse_loss.grad_hess(x, x, out=np.empty_like(x))
+    with pytest.raises(ValueError, match="must not overlap"):
+        buffer = np.empty_like(x)
+        fl.mse_loss.grad_hess(x, x, out=(buffer, buffer))
+    with pytest.raises(ValueError, match="shape"):
+        fl.mse_loss.grad_hess(x, x, out=(np.empty_like(x), np.empty(5)))
     with pytest.raises(TypeError, match="unexpected option"):
         fl.huber.grad_hess(x, x, gamma=1.0)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_out_receives_both(axis):
+    """out=(grad_buffer, hess_buffer), any of them y_pred itself: the same results."""
+    rng = np.random.default_rng(6)
+    t = (rng.random((5, 7)) < 0.5).astype(np.float32)
+    p = rng.standard_normal((5, 7)).astype(np.float32)
+    kw = dict(from_logits=True, axis=axis, reduction="sum")
+    g, h = fl.binary_focal_crossentropy.grad_hess(t, p, **kw)
+    g_out, h_out = np.empty_like(p), np.empty_like(p)
+    got = fl.binary_focal_crossentropy.grad_hess(t, p, out=(g_out, h_out), **kw)
+    assert np.shares_memory(got[0], g_out) and np.shares_memory(got[1], h_out)
+    np.testing.assert_array_equal(g_out, g)
+    np.testing.assert_array_equal(h_out, h)
+    p_copy = p.copy()
+    fl.binary_focal_crossentropy.grad_hess(t, p_copy, out=(g_out, p_copy), **kw)
+    np.testing.assert_array_equal(p_copy, h)

@@ -132,7 +132,11 @@ class Pointwise(Family):
             if moved:  # out (possibly y_pred itself) receives the gradient moved back
                 final_grad, grad = grad, xp.empty(p.size, dtype)
         if request.mode.hess:
-            hess = xp.empty(p.size, dtype)
+            hess = grad_buffer(request, pred_shape, dtype, index=1)
+            if xp.may_share_memory(hess, grad):
+                raise ValueError(f"{name}: grad_hess's two out buffers must not overlap")
+            if moved:
+                final_hess, hess = hess, xp.empty(p.size, dtype)
 
         if keras:
             row_div = p_shape[-1] if self.row_reduction == "mean" else 1
@@ -174,9 +178,11 @@ class Pointwise(Family):
             final_grad.reshape(unmoved_shape)[...] = xp.moveaxis(grad.reshape(p_shape), -1, axis)
             grad = final_grad
             if hess is not None:
-                hess = xp.moveaxis(hess.reshape(p_shape), -1, axis)
+                final_hess.reshape(unmoved_shape)[...] = xp.moveaxis(hess.reshape(p_shape), -1,
+                                                                     axis)
+                hess = final_hess
         if hess is not None:
-            return None, (grad.reshape(pred_shape), xp.ascontiguousarray(hess).reshape(pred_shape))
+            return None, (grad.reshape(pred_shape), hess.reshape(pred_shape))
         return (value if want_value else None), (None if grad is None
                                                  else (grad.reshape(pred_shape),))
 
