@@ -11,6 +11,7 @@ afterwards); ``python -m fastloss warmup`` compiles them all ahead of time.
 # The exports are spelled out (not generated at import) so that IDEs and type checkers
 # see every loss; tests/test_registry.py keeps them equal to the registry.
 from ._config import backend
+from .boosting import lightgbm_objective, xgboost_objective
 from .classes import CLASSES, LossFunction
 from .losses import ALIASES, LOSSES
 from .losses import (
@@ -98,7 +99,7 @@ def get(name: str):
 __version__ = "0.1.0"
 __all__ = [
     "Loss", "LossFunction", "LossSpec", "Option", "backend", "get", "LOSSES", "ALIASES",
-    "CLASSES",
+    "CLASSES", "xgboost_objective", "lightgbm_objective",
     "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
     "mean_squared_logarithmic_error", "huber", "log_cosh", "poisson", "l1_loss",
     "mse_loss", "smooth_l1_loss", "huber_loss", "binary_crossentropy",
