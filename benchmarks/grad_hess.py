@@ -16,31 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 import fastloss as fl
-
-
-def numpy_squared_error(t, p):
-    return 2.0 * (p - t), np.full_like(p, 2.0)
-
-
-def numpy_logistic(t, p):
-    s = 1.0 / (1.0 + np.exp(-p))
-    return s - t, s * (1.0 - s)
-
-
-def numpy_focal(t, p, gamma=2.0):
-    """Optax's sigmoid_focal_loss (alpha=None), differentiated by hand twice."""
-    s = 1.0 / (1.0 + np.exp(-p))
-    c = 1.0 - s
-    ce = np.logaddexp(0.0, -p) + (1.0 - t) * p  # -t log s - (1 - t) log(1 - s)
-    q = t * c + (1.0 - t) * s                   # 1 - p_t
-    sc = s * c
-    sign = 1.0 - 2.0 * t
-    dq, d2q = sign * sc, sign * sc * (c - s)
-    dce, d2ce = s - t, sc
-    f, f1, f2 = q ** gamma, gamma * q ** (gamma - 1), gamma * (gamma - 1) * q ** (gamma - 2)
-    grad = dce * f + ce * f1 * dq
-    hess = d2ce * f + 2 * dce * f1 * dq + ce * (f2 * dq * dq + f1 * d2q)
-    return grad, hess
+from fastloss._bench import focal_objective, logistic_objective, squared_error_objective
 
 
 @njit(parallel=True, cache=True)
@@ -51,10 +27,11 @@ def _pass(t, p, g, h):
 
 
 CASES = {
-    "squared error (mse_loss)": (fl.mse_loss, {}, numpy_squared_error),
+    "squared error (mse_loss)": (fl.mse_loss, {}, squared_error_objective),
     "logistic (binary_cross_entropy_with_logits)": (
-        fl.binary_cross_entropy_with_logits, {}, numpy_logistic),
-    "focal (sigmoid_focal_loss, gamma 2)": (fl.sigmoid_focal_loss, {"gamma": 2.0}, numpy_focal),
+        fl.binary_cross_entropy_with_logits, {}, logistic_objective),
+    "focal (sigmoid_focal_loss, gamma 2)": (fl.sigmoid_focal_loss, {"gamma": 2.0},
+                                            focal_objective),
 }
 
 

@@ -25,6 +25,9 @@ import numpy as np
 
 SIZES = {"small": 10_000, "medium": 1_000_000, "large": 10_000_000}
 MODES = ("value", "value_and_grad")
+# grad_hess rows (per-sample gradient and second derivative, reduction "none", into
+# buffers) for the losses with a NumPy boosting objective in GRAD_HESS below.
+GRAD_HESS_MODE = "grad_hess"
 ROW = 1000  # sample data are (n // ROW, ROW): Keras reduces the last axis first
 
 EPS = 1e-7  # Keras's clipping epsilon
@@ -309,6 +312,43 @@ NUMPY = {
     "gaussian_kl_loss": (gaussian_kl, gaussian_kl_vg),
     "triplet_loss": (stacked_triplet, stacked_triplet_vg),
 }
+
+
+# -- the NumPy objectives a gradient-boosting user writes (grad_hess rows) ------------------
+
+def squared_error_objective(t, p):
+    return 2.0 * (p - t), np.full_like(p, 2.0)
+
+
+def logistic_objective(t, p):
+    s = 1.0 / (1.0 + np.exp(-p))
+    return s - t, s * (1.0 - s)
+
+
+def focal_objective(t, p, gamma=2.0):
+    """Optax's sigmoid_focal_loss (alpha=None), differentiated by hand twice."""
+    s = 1.0 / (1.0 + np.exp(-p))
+    c = 1.0 - s
+    ce = np.logaddexp(0.0, -p) + (1.0 - t) * p  # -t log s - (1 - t) log(1 - s)
+    q = t * c + (1.0 - t) * s                   # 1 - p_t
+    sc = s * c
+    sign = 1.0 - 2.0 * t
+    dq, d2q = sign * sc, sign * sc * (c - s)
+    dce, d2ce = s - t, sc
+    f, f1, f2 = q ** gamma, gamma * q ** (gamma - 1), gamma * (gamma - 1) * q ** (gamma - 2)
+    grad = dce * f + ce * f1 * dq
+    hess = d2ce * f + 2 * dce * f1 * dq + ce * (f2 * dq * dq + f1 * d2q)
+    return grad, hess
+
+
+GRAD_HESS = {"mse_loss": squared_error_objective,
+             "binary_cross_entropy_with_logits": logistic_objective,
+             "sigmoid_focal_loss": focal_objective}
+
+
+def modes_of(name):
+    """The modes the bench times for loss ``name``."""
+    return MODES + ((GRAD_HESS_MODE,) if name in GRAD_HESS else ())
 
 
 def _add_family_references():
@@ -684,6 +724,8 @@ def moved_bytes(mode, args, positions=None):
     arrays at ``positions``; default the last)."""
     positions = (len(args) - 1,) if positions is None else positions
     written = sum(args[k].nbytes for k in positions) if mode == "value_and_grad" else 0
+    if mode == GRAD_HESS_MODE:  # (gradient and second derivative)
+        written = 2 * sum(args[k].nbytes for k in positions)
     return sum(a.nbytes for a in args) + written
 
 
@@ -703,6 +745,12 @@ def calls(name, mode, t, p, out=None, torch_fns=None, jax_fns=None):
         outs = (out,)
     out = outs if len(outs) > 1 else outs[0]
     found = {}
+    if mode == GRAD_HESS_MODE:
+        hess = np.empty_like(args[-1])
+        found["fastloss"] = lambda: loss.grad_hess(*args, reduction="none", out=(outs[0], hess))
+        if name in GRAD_HESS:
+            found["numpy"] = lambda: GRAD_HESS[name](*args)
+        return found
     if mode == "value":
         found["fastloss"] = lambda: loss(*args, **reduced(loss))
     else:
@@ -850,7 +898,7 @@ def _compile_calls(names, n, dtype, row):
         _COMPILE_SAMPLES[key] = sample(n, dtype, row)
     t, p, out = _COMPILE_SAMPLES[key]
     for name in names:
-        for mode in MODES:
+        for mode in modes_of(name):
             calls(name, mode, t, p, out)["fastloss"]()
     return len(names)
 
@@ -954,7 +1002,7 @@ def bench(names, n, dtype="float32", repeat=7, progress=None, row=ROW, peers=())
     copy, copy_bytes = copy_call(p)
     rows = []
     for name in names:
-        for mode in MODES:
+        for mode in modes_of(name):
             progress(f"{name} {mode}")
             fns = calls(name, mode, t, p, out, torch_fns, jax_fns)
             times = time_calls({**fns, "copy": copy}, repeat)
@@ -1182,7 +1230,7 @@ def main(args):
     try:
         from rich.progress import Progress
     except ImportError:
-        total, done = len(names) * len(MODES), []
+        total, done = sum(len(modes_of(n)) for n in names), []
 
         def progress(label):
             done.append(label)
@@ -1190,7 +1238,7 @@ def main(args):
         copy, rows = bench(names, n, args.dtype, args.repeat, progress, row, peers)
     else:
         with Progress(transient=True) as bar:
-            task = bar.add_task("bench", total=len(names) * len(MODES))
+            task = bar.add_task("bench", total=sum(len(modes_of(n)) for n in names))
             started = []
 
             def progress(label):
