@@ -51,19 +51,26 @@ def options_of(family, elements):
     return options
 
 
+def bound_arguments(fn, given, constant=None):
+    """(the arguments a binder passes to element ``fn``, the binder's name suffix):
+    parameters named in ``given`` as it maps them, the others the option tuple's slots in
+    order; with ``constant`` = (option, value) that option the constant, suffix
+    "_special"."""
+    slots = iter(range(OPTION_SLOTS))
+    passed = [given[p] if p in given else f"o[{next(slots)}]" for p in element_parameters(fn)]
+    if not constant:
+        return passed, ""
+    option, value = constant
+    at = element_parameters(fn).index(option)
+    passed[at] = f"type({passed[at]})({value!r})"
+    return passed, "_special"
+
+
 def binder(family, name, fn, prefix="", constant=None):
     """``bind_<element>``: the element called as its family body calls it, with the
     slots of the option tuple ``o`` bound to the element's named options.  With
     ``constant`` = (option, value): ``bind_<element>_special``, that option a constant."""
-    slots = iter(range(OPTION_SLOTS))
-    passed = [p if p in ELEMENT_CALLS[family] else f"o[{next(slots)}]"
-              for p in element_parameters(fn)]
-    suffix = ""
-    if constant:
-        option, value = constant
-        at = element_parameters(fn).index(option)
-        passed[at] = f"type({passed[at]})({value!r})"
-        suffix = "_special"
+    passed, suffix = bound_arguments(fn, {p: p for p in ELEMENT_CALLS[family]}, constant)
     return [f"def {prefix}bind_{name}{suffix}({', '.join(ELEMENT_CALLS[family])}):",
             f"    return {name}({', '.join(passed)})\n"]
 
@@ -72,15 +79,7 @@ def grad_hess_binder(name, fn, prefix="", constant=None):
     """``bind_<element>_grad_hess``: a pointwise element and its second derivative as a
     pair element of (t, a, b) (a = b = the prediction), returning (unused, gradient,
     second derivative): the pair body then writes both, scaled alike."""
-    slots = iter(range(OPTION_SLOTS))
-    passed = [{"t": "t", "p": "a"}.get(p) or f"o[{next(slots)}]"
-              for p in element_parameters(fn)]
-    suffix = ""
-    if constant:
-        option, value = constant
-        at = element_parameters(fn).index(option)
-        passed[at] = f"type({passed[at]})({value!r})"
-        suffix = "_special"
+    passed, suffix = bound_arguments(fn, {"t": "t", "p": "a"}, constant)
     args = ", ".join(passed)
     return [f"def {prefix}bind_{name}_grad_hess{suffix}({', '.join(ELEMENT_CALLS['pointwise_pair'])}):",
             f"    d = {name}({args})[1]",
