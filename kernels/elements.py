@@ -246,13 +246,21 @@ def clipped_bce(y, prob, comp):
     prob clipped to [1e-7, 1 - 1e-7], and its derivative in prob (none where clipped).
     comp = 1 - prob comes from the caller (from logits it is sigmoid(-x), exact where
     1 - sigmoid(x) would cancel); clipped to [1 - hi, 1 - lo] it is 1 - P at the bounds."""
+    one = type(prob)(1.0)
+    pc, cc, slope = clipped_probabilities(prob, comp)
+    return -(y * log(pc) + (one - y) * log(cc)), ((one - y) / cc - y / pc) * slope
+
+
+@helper
+def clipped_probabilities(prob, comp):
+    """(P, 1 - P, the clip's slope): prob clipped to [1e-7, 1 - 1e-7] as Keras clips it,
+    and comp = 1 - prob clipped to the mirrored bounds."""
     T = type(prob)
     one = T(1.0)
     lo = T(EPSILON)
     hi = T(1.0 - EPSILON)
     pc, slope = clip(prob, lo, hi)
-    cc = clip(comp, one - hi, one - lo)[0]
-    return -(y * log(pc) + (one - y) * log(cc)), ((one - y) / cc - y / pc) * slope
+    return pc, clip(comp, one - hi, one - lo)[0], slope
 
 
 @helper
@@ -652,12 +660,8 @@ def bce_logits_hess(t, p, label_smoothing):
 @helper
 def clipped_bce_hess(y, prob, comp):
     """d2 clipped_bce / d prob2: (y / P**2 + (1 - y) / (1 - P)**2) inside the clip."""
-    T = type(prob)
-    one = T(1.0)
-    lo = T(EPSILON)
-    hi = T(1.0 - EPSILON)
-    pc, slope = clip(prob, lo, hi)
-    cc = clip(comp, one - hi, one - lo)[0]
+    one = type(prob)(1.0)
+    pc, cc, slope = clipped_probabilities(prob, comp)
     return ((one - y) / (cc * cc) + y / (pc * pc)) * slope
 
 
