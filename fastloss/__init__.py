@@ -13,6 +13,7 @@ afterwards); ``python -m fastloss warmup`` compiles them all ahead of time.
 from ._config import backend
 from .boosting import lightgbm_objective, xgboost_objective
 from .classes import CLASSES, LossFunction
+from .define import define_loss
 from .losses import ALIASES, LOSSES
 from .losses import (
     mean_squared_error, mean_absolute_error, mean_absolute_percentage_error,
@@ -89,8 +90,10 @@ GaussianNLLLoss = CLASSES["GaussianNLLLoss"]
 
 
 def get(name: str):
-    """A loss by name or alias (``"mse"``, ``"huber"``, ``"MeanSquaredError"``...)."""
-    table = {**LOSSES, **ALIASES, **CLASSES}
+    """A loss by name or alias (``"mse"``, ``"huber"``, ``"MeanSquaredError"``...), or
+    one defined with ``define_loss`` in this process."""
+    from .define import DEFINED
+    table = {**LOSSES, **ALIASES, **CLASSES, **DEFINED}
     if name not in table:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(table))}")
     return table[name]
@@ -99,7 +102,7 @@ def get(name: str):
 __version__ = "0.1.0"
 __all__ = [
     "Loss", "LossFunction", "LossSpec", "Option", "backend", "get", "LOSSES", "ALIASES",
-    "CLASSES", "xgboost_objective", "lightgbm_objective",
+    "CLASSES", "xgboost_objective", "lightgbm_objective", "define_loss",
     "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
     "mean_squared_logarithmic_error", "huber", "log_cosh", "poisson", "l1_loss",
     "mse_loss", "smooth_l1_loss", "huber_loss", "binary_crossentropy",

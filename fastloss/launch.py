@@ -131,10 +131,30 @@ class Launcher:
         self.stream.synchronize()
 
 
+# The kernel modules of losses defined at run time (fastloss.define_loss), by module
+# name: a function that imports the module (once).
+DEFINED_MODULES = {}
+
+
 def _kernel_module(name):
+    if name in DEFINED_MODULES:
+        return DEFINED_MODULES[name]()
     import importlib
 
     return importlib.import_module(f"fastloss.kernels.{name}")
+
+
+def generated_modules(element):
+    """The names of the (CPU, CUDA) modules holding ``element``'s generated kernels."""
+    if f"{element}_cpu" in DEFINED_MODULES:
+        return f"{element}_cpu", f"{element}_cuda"
+    return "generated_cpu", "generated_cuda"
+
+
+def generated_module(element):
+    """The CPU module of ``element``'s generated kernels (its ELEMENT_OPTIONS and
+    KERNEL_ELEMENTS say what they take and which exist)."""
+    return _kernel_module(generated_modules(element)[0])
 
 
 # -- the generic family kernels (kernels/_generate.py) ----------------------------------
@@ -229,7 +249,7 @@ def run_kernel(call, placement):
     buffers = tuple(separate_output(xp, g, read) for g in targets)
     if any(b is not g for b, g in zip(buffers, targets)):
         call.grads = buffers
-    launcher = Launcher(placement, call.inputs[0].size, "generated_cpu", "generated_cuda")
+    launcher = Launcher(placement, call.inputs[0].size, *generated_modules(call.element))
     value, rows = _run_cuda(call, launcher) if launcher.cuda else _run_cpu(call, launcher)
     for target, buffer in zip(targets, buffers):
         if buffer is not target:
@@ -314,7 +334,7 @@ class CpuPlan:
         self.rows_shape, self.row_factor = rows_shape, dtype.type(row_factor)
         self.family, self.dtype, self.value = call.family, dtype, call.value
         self.parallel = call.inputs[0].size >= _config.PARALLEL_THRESHOLD
-        self.kernel = getattr(_kernel_module("generated_cpu"),
+        self.kernel = getattr(generated_module(call.element),
                               f"{call.element}_{call.mode}_{'parallel' if self.parallel else 'serial'}")
         self.options, self.C = call.options, call.C
         self.weight, self.coef = writable(call.weight), writable(call.coef)

@@ -75,15 +75,16 @@ def binder(family, name, fn, prefix="", constant=None):
             f"    return {name}({', '.join(passed)})\n"]
 
 
-def grad_hess_binder(name, fn, prefix="", constant=None):
-    """``bind_<element>_grad_hess``: a pointwise element and its second derivative as a
-    pair element of (t, a, b) (a = b = the prediction), returning (unused, gradient,
-    second derivative): the pair body then writes both, scaled alike."""
+def grad_hess_binder(name, fn, hess, prefix="", constant=None):
+    """``bind_<element>_grad_hess``: a pointwise element and its second derivative (the
+    function named ``hess``) as a pair element of (t, a, b) (a = b = the prediction),
+    returning (unused, gradient, second derivative): the pair body then writes both,
+    scaled alike."""
     passed, suffix = bound_arguments(fn, {"t": "t", "p": "a"}, constant)
     args = ", ".join(passed)
     return [f"def {prefix}bind_{name}_grad_hess{suffix}({', '.join(ELEMENT_CALLS['pointwise_pair'])}):",
             f"    d = {name}({args})[1]",
-            f"    return d, d, {SECOND_DERIVATIVES[name].__name__}({args})\n"]
+            f"    return d, d, {hess}({args})\n"]
 
 
 def special_test(family, name, fn):
@@ -139,13 +140,13 @@ def __getattr__(name):
 PAIR_ARGS = ", ".join(KERNEL_ARGS["pointwise_pair"])
 
 
-def grad_hess_cpu(name, fn, kernel_elements):
+def grad_hess_cpu(name, fn, hess, kernel_elements):
     """``<element>_grad_hess_{serial,parallel}``: the pair body over (y_pred, y_pred)
     writing the gradient and the second derivative (no value)."""
-    lines = ["", *grad_hess_binder(name, fn, prefix="_")]
+    lines = ["", *grad_hess_binder(name, fn, hess, prefix="_")]
     call = f"pointwise_pair(bind_{name}_grad_hess{{}}, {PAIR_ARGS}, first, last, False, True)"
     if name in SPECIALISED:
-        lines += ["", *grad_hess_binder(name, fn, prefix="_", constant=SPECIALISED[name])]
+        lines += ["", *grad_hess_binder(name, fn, hess, prefix="_", constant=SPECIALISED[name])]
         body = (f"    if {special_test('pointwise', name, fn)}:\n"
                 f"        {call.format('_special')}\n    else:\n        {call.format('')}\n")
     else:
@@ -155,6 +156,51 @@ def grad_hess_cpu(name, fn, kernel_elements):
     lines.append(CPU_KERNELS.format(kernel=f"{name}_grad_hess", args=PAIR_ARGS, body=body,
                                     value=False, total="pointwise_total"))
     return lines
+
+
+def cpu_element(family, name, fn, kernel_elements, hess=None):
+    """The lines of one element's CPU binders and kernels (every mode; grad_hess where
+    ``hess``, the name of its second derivative, is given); ``kernel_elements`` gets
+    their names."""
+    args = ", ".join(KERNEL_ARGS[family])
+    lines = ["", *binder(family, name, fn, prefix="_")]
+    if name in SPECIALISED:
+        lines += ["", *binder(family, name, fn, prefix="_", constant=SPECIALISED[name])]
+    for mode, (value, grad) in MODES.items():
+        kernel = f"{name}_{mode}"
+        kernel_elements.update((f"{kernel}_{suffix}", name) for suffix in ("serial", "parallel"))
+        call = f"{family}(bind_{{}}, {args}, first, last, {value}, {grad})"
+        if name in SPECIALISED:
+            body = (f"    if {special_test(family, name, fn)}:\n"
+                    f"        {call.format(name + '_special')}\n"
+                    f"    else:\n        {call.format(name)}\n")
+        else:
+            body = f"    {call.format(name)}\n"
+        lines.append(CPU_KERNELS.format(kernel=kernel, args=args, body=body, value=value,
+                                        total=TOTALS[family]))
+    if hess is not None:
+        lines += grad_hess_cpu(name, fn, hess, kernel_elements)
+    return lines
+
+
+def cuda_element(family, name, fn, hess=None):
+    """The lines of one element's CUDA binders and kernels, as cpu_element's."""
+    args = ", ".join(KERNEL_ARGS[family])
+    lines = ["", '@cuda.jit(device=True, inline="always")', *binder(family, name, fn)]
+    for mode, (value, grad) in MODES.items():
+        lines += ["", "@cuda.jit", f"def {name}_{mode}({args}):",
+                  f"    {family}(bind_{name}, {args}, {value}, {grad})\n"]
+    if hess is not None:
+        lines += ["", '@cuda.jit(device=True, inline="always")',
+                  *grad_hess_binder(name, fn, hess),
+                  "", "@cuda.jit", f"def {name}_grad_hess({PAIR_ARGS}):",
+                  f"    pointwise_pair(bind_{name}_grad_hess, {PAIR_ARGS}, False, True)\n"]
+    return lines
+
+
+def hess_name(name):
+    """The name of element ``name``'s second derivative, or None."""
+    return SECOND_DERIVATIVES[name].__name__ if name in SECOND_DERIVATIVES else None
 
 
 def render_cpu():
@@ -171,25 +217,7 @@ def render_cpu():
     for family, args, elements in FAMILIES:
         options.update(options_of(family, elements))
         for name in sorted(elements):
-            lines += ["", *binder(family, name, elements[name], prefix="_")]
-            if name in SPECIALISED:
-                lines += ["", *binder(family, name, elements[name], prefix="_",
-                                      constant=SPECIALISED[name])]
-            for mode, (value, grad) in MODES.items():
-                kernel = f"{name}_{mode}"
-                kernel_elements.update((f"{kernel}_{suffix}", name)
-                                       for suffix in ("serial", "parallel"))
-                call = f"{family}(bind_{{}}, {args}, first, last, {value}, {grad})"
-                if name in SPECIALISED:
-                    body = (f"    if {special_test(family, name, elements[name])}:\n"
-                            f"        {call.format(name + '_special')}\n"
-                            f"    else:\n        {call.format(name)}\n")
-                else:
-                    body = f"    {call.format(name)}\n"
-                lines.append(CPU_KERNELS.format(kernel=kernel, args=args, body=body, value=value,
-                                                total=TOTALS[family]))
-            if name in SECOND_DERIVATIVES:
-                lines += grad_hess_cpu(name, elements[name], kernel_elements)
+            lines += cpu_element(family, name, elements[name], kernel_elements, hess_name(name))
     lines[6:6] = ["# Each element's named options: the order of the option tuple's slots.",
                   f"ELEMENT_OPTIONS = {dict(sorted(options.items()))!r}",
                   "# The element each kernel computes.",
@@ -209,18 +237,7 @@ def render_cuda():
               for name, fn in sorted(SECOND_DERIVATIVES.items())]
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
-            lines += ["", '@cuda.jit(device=True, inline="always")',
-                      *binder(family, name, elements[name])]
-            for mode, (value, grad) in MODES.items():
-                lines += ["",
-                          "@cuda.jit",
-                          f"def {name}_{mode}({args}):",
-                          f"    {family}(bind_{name}, {args}, {value}, {grad})\n"]
-            if name in SECOND_DERIVATIVES:
-                lines += ["", '@cuda.jit(device=True, inline="always")',
-                          *grad_hess_binder(name, elements[name]),
-                          "", "@cuda.jit", f"def {name}_grad_hess({PAIR_ARGS}):",
-                          f"    pointwise_pair(bind_{name}_grad_hess, {PAIR_ARGS}, False, True)\n"]
+            lines += cuda_element(family, name, elements[name], hess_name(name))
     return "\n".join(lines)
 
 

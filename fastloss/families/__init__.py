@@ -29,15 +29,17 @@ class Family(ABC):
         element's named options, in its order, in the compute dtype, padded to
         OPTION_SLOTS."""
         from fastloss.kernels.elements import OPTION_SLOTS
-        from fastloss.kernels.generated_cpu import ELEMENT_OPTIONS
+
+        from ..launch import generated_module
         element = self.element_for(values)
+        names = generated_module(element).ELEMENT_OPTIONS[element]
         named = values if self.kernel_values is None else {**values,
                                                            **self.kernel_values(values)}
-        missing = [n for n in ELEMENT_OPTIONS[element] if n not in named]
+        missing = [n for n in names if n not in named]
         if missing:
             raise AssertionError(f"{loss.name}: element {element} reads {missing}, which are "
                                  "neither its options nor given by kernel_values")
-        numbers = [dtype.type(named[n]) for n in ELEMENT_OPTIONS[element]]
+        numbers = [dtype.type(named[n]) for n in names]
         return element, tuple(numbers + [dtype.type(0)] * (OPTION_SLOTS - len(numbers)))
 
     @abstractmethod

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ..conventions import keras_layout, torch_layout
-from ..launch import CpuPlan, KernelCall, run_kernel
+from ..launch import CpuPlan, KernelCall, generated_module, run_kernel
 from ..pipeline import grad_buffer
 from . import Family
 
@@ -152,7 +152,7 @@ class Pointwise(Family):
             rows, value = layout.empty_values(dtype)
         else:
             element, o = self.kernel_element(request.loss, options, dtype)
-            if hess is not None and element not in _second_derivatives():
+            if hess is not None and not _has_second_derivative(element):
                 raise TypeError(f"{name}: grad_hess is not available with these options "
                                 f"(the {element} element has no second derivative)")
             flat = p.reshape(-1)
@@ -187,9 +187,8 @@ class Pointwise(Family):
                                                  else (grad.reshape(pred_shape),))
 
 
-def _second_derivatives():
-    from fastloss.kernels.elements import SECOND_DERIVATIVES  # (kernels load on first use)
-    return SECOND_DERIVATIVES
+def _has_second_derivative(element):
+    return f"{element}_grad_hess_serial" in generated_module(element).KERNEL_ELEMENTS
 
 
 def plain_arrays(arrays, dtype, shape):
