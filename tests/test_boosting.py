@@ -153,3 +153,28 @@ def test_bad_objectives_raise():
         fl.xgboost_objective("huber")(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="sample weights"):
         fl.lightgbm_objective("huber")(np.zeros(4), np.zeros(4), np.ones(3))
+
+
+def test_user_defined_loss_as_an_xgboost_objective(tmp_path, monkeypatch):
+    """A loss of one's own (define_loss: an asymmetric squared error) trains XGBoost and
+    LightGBM models equal to ones trained with its objective written in NumPy."""
+    pytest.importorskip("sympy")
+    from fastloss import math as fm
+    monkeypatch.setenv("FASTLOSS_CACHE_DIR", str(tmp_path))
+    asymmetric = fl.define_loss(
+        "under_forecast_penalty",
+        lambda t, p, over, under: fm.where(p > t, over, under) * (p - t) ** 2,
+        options={"over": 1.0, "under": 4.0}, convention="torch")
+
+    def numpy_asymmetric(y, p):
+        k = np.where(p > y, 1.0, 3.0)
+        return 2 * k * (p - y), 2 * k
+
+    X, y, w = data("regression", seed=2)
+    got = xgb_native(X, y, w, fl.xgboost_objective(asymmetric, under=3.0))
+    expected = xgb_native(X, y, w, weighted(numpy_asymmetric))
+    assert np.std(got) > 0.1
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    got = lgb_native(X, y, w, fl.lightgbm_objective("under_forecast_penalty", under=3.0))
+    np.testing.assert_allclose(got, lgb_native(X, y, w, weighted(numpy_asymmetric)),
+                               rtol=1e-5, atol=1e-5)
