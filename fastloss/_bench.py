@@ -341,9 +341,19 @@ def focal_objective(t, p, gamma=2.0):
     return grad, hess
 
 
+def softmax_objective(labels, logits):
+    """Multi-class softmax cross-entropy per sample: softmax - one-hot, s (1 - s)."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    s = e / e.sum(axis=1, keepdims=True)
+    grad = s.copy()
+    grad[np.arange(labels.size), labels] -= 1.0
+    return grad, s * (1.0 - s)
+
+
 GRAD_HESS = {"mse_loss": squared_error_objective,
              "binary_cross_entropy_with_logits": logistic_objective,
-             "sigmoid_focal_loss": focal_objective}
+             "sigmoid_focal_loss": focal_objective,
+             "cross_entropy": softmax_objective}
 
 
 def modes_of(name):

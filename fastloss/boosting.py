@@ -15,8 +15,12 @@ Predictions are raw margins (as both libraries hand a custom objective); the res
 each sample's gradient and second derivative of the loss (``reduction="none"``, each
 prediction its own sample, so a Keras loss's mean over a last axis does not divide by
 the number of samples), times the sample weight.  Float64 margins are differentiated in
-float64, float32 ones in float32.  Losses over a class axis (the softmax cross-entropies)
-have no second derivative yet: asking for their objective raises ``TypeError``.
+float64, float32 ones in float32.  The softmax cross-entropies (``cross_entropy``,
+``sparse_categorical_crossentropy`` / ``categorical_crossentropy`` with
+``from_logits=True``) are multi-class objectives: margins of shape (samples, classes), as
+XGBoost >= 2 and LightGBM >= 4 pass them (set ``num_class``), labels class indices, the
+result (samples, classes).  Other losses over a class axis have no second derivative:
+asking for their objective raises ``TypeError``.
 """
 
 from __future__ import annotations
@@ -41,13 +45,22 @@ class Objective:
         if not isinstance(loss, Loss):
             raise TypeError(f"{library}_objective: loss must be a loss name or a fastloss loss, "
                             f"got {type(loss).__name__}")
-        if loss.spec.family != "pointwise":
+        if not getattr(loss.family, "second_derivatives", False):
             raise TypeError(f"{library}_objective: {loss.name} has no second derivative "
-                            "(grad_hess exists for the pointwise losses)")
+                            "(grad_hess exists for the pointwise losses and the softmax "
+                            "cross-entropies)")
         if len(loss.inputs) != 2:
             raise TypeError(f"{library}_objective: {loss.name} takes {len(loss.inputs)} arrays; "
                             "an objective needs a loss of (labels, predictions)")
-        loss.check_options(options)  # (bad options fail here, not inside a training loop)
+        checked = loss.check_options(options)  # (bad options fail here, not in training)
+        element = loss.family.element_for(checked)
+        if not loss.family.has_grad_hess(element):
+            raise TypeError(f"{library}_objective: {loss.name} has no second derivative with "
+                            f"these options ({element}); over classes it needs logits "
+                            "(from_logits=True)")
+        # Losses over a class axis take margins (n, classes) and class indices.
+        self.classes = loss.spec.family == "rows"
+        self.one_hot = self.classes and loss.family.targets == "dense"
         self.loss, self.options, self.library = loss, dict(options), library
         self.__name__ = f"{loss.name}_objective"
 
@@ -68,16 +81,20 @@ class Objective:
         preds = np.asarray(preds)
         if preds.dtype not in (np.float32, np.float64):
             preds = preds.astype(np.float64)
-        labels = np.asarray(labels, dtype=preds.dtype)
-        if labels.size != preds.size:
-            raise ValueError(f"{self.library}_objective: {labels.size} labels for "
-                             f"{preds.size} predictions (multi-output layouts are not "
-                             "supported yet)")
-        # every prediction its own sample: (n, 1) for Keras's mean over the last axis
-        shape = (-1, 1) if self.loss.convention == "keras" else (-1,)
-        grad, hess = self.loss.grad_hess(labels.reshape(shape), preds.reshape(shape),
-                                         reduction="none", **self.options)
-        grad, hess = grad.reshape(preds.shape), hess.reshape(preds.shape)
+        if self.classes:
+            labels, preds = self._class_layout(labels, preds)
+            grad, hess = self.loss.grad_hess(labels, preds, reduction="none", **self.options)
+        else:
+            labels = np.asarray(labels, dtype=preds.dtype)
+            if labels.size != preds.size:
+                raise ValueError(f"{self.library}_objective: {labels.size} labels for "
+                                 f"{preds.size} predictions ({self.loss.name} takes one "
+                                 "prediction per label)")
+            # every prediction its own sample: (n, 1) for Keras's mean over the last axis
+            shape = (-1, 1) if self.loss.convention == "keras" else (-1,)
+            grad, hess = self.loss.grad_hess(labels.reshape(shape), preds.reshape(shape),
+                                             reduction="none", **self.options)
+            grad, hess = grad.reshape(preds.shape), hess.reshape(preds.shape)
         if sample_weight is not None and np.size(sample_weight) > 0:
             weight = np.asarray(sample_weight, dtype=preds.dtype).reshape(-1)
             if weight.size != preds.shape[0]:
@@ -87,6 +104,25 @@ class Objective:
             grad *= weight
             hess *= weight
         return grad, hess
+
+    def _class_layout(self, labels, preds):
+        """Class indices (or their one-hot rows, for a loss of dense targets) and the
+        margins as (samples, classes), as XGBoost >= 2 and LightGBM >= 4 hand them over."""
+        labels = np.asarray(labels).reshape(-1)
+        if preds.ndim == 1 and labels.size and preds.size % labels.size == 0:
+            preds = preds.reshape(labels.size, -1)  # (a flat layout: sample-major)
+        if preds.ndim != 2 or preds.shape[0] != labels.size:
+            raise ValueError(f"{self.library}_objective: {self.loss.name} needs margins of "
+                             f"shape (samples, classes) for {labels.size} labels, got shape "
+                             f"{preds.shape} (set num_class in the library's parameters)")
+        classes = labels.astype(np.int64)
+        if not np.array_equal(classes, labels) or (classes.size and not (
+                0 <= classes.min() and classes.max() < preds.shape[1])):
+            raise ValueError(f"{self.library}_objective: labels must be class indices in "
+                             f"[0, {preds.shape[1]})")
+        if self.one_hot:
+            return np.eye(preds.shape[1], dtype=preds.dtype)[classes], preds
+        return classes, preds
 
 
 def xgboost_objective(loss, **options) -> Objective:

@@ -163,8 +163,9 @@ def generated_module(element):
 class KernelCall:
     """One call of a generated family kernel, prepared by a family.
 
-    family: "pointwise", "pair" (pointwise, two predictions), "rowwise" or "tuple"
-    (rows of several inputs).  element: the element function's name.  inputs: the flat
+    family: "pointwise", "pair" (pointwise, two predictions), "rowwise", "rows_hess" (a
+    row element's grad_hess: grads = (gradient, second derivative)) or "tuple" (rows of
+    several inputs).  element: the element function's name.  inputs: the flat
     prediction arrays (compute dtype); targets: the flat labels or targets in the compute
     dtype (or None); labels: int64 class indices per row (rowwise; or None); class_weight:
     float64 per class (rowwise; or None); options: the element's option tuple; C: row
@@ -186,7 +187,7 @@ class KernelCall:
     grads: tuple = ()
     labels: object = None
     class_weight: object = None
-    hess: bool = False  # grads = (gradient, second derivative) of a pointwise element
+    hess: bool = False  # grads = (gradient, second derivative) of one prediction
 
     @property
     def mode(self):
@@ -204,9 +205,9 @@ class KernelCall:
 TUPLE_SLOTS = 4  # prediction slots of the tuplewise kernels (unused ones are empty arrays)
 
 _BODY = {"pointwise": "pointwise", "pair": "pointwise_pair", "rowwise": "rowwise",
-         "tuple": "tuplewise"}
+         "tuple": "tuplewise", "rows_hess": "rowwise_grad_hess"}
 _PREDICTIONS = ("p", "a", "b", "c", "d")
-_GRADIENTS = ("grad", "ga", "gb", "gc", "gd")
+_GRADIENTS = ("grad", "ga", "gb", "gc", "gd", "hess")
 
 
 def kernel_args(call, rows, grads, partials, gscale, dev, new):
@@ -261,11 +262,11 @@ def _plan(call, cuda):
     """(blocks or tasks, chunks per row) of the family's task plan."""
     if cuda:
         from fastloss.kernels import pointwise_cuda, rowwise_cuda
-        if call.family in ("rowwise", "tuple"):
+        if call.family in ("rowwise", "rows_hess", "tuple"):
             return rowwise_cuda.plan(call.rows, call.C), 0
         return pointwise_cuda.plan(call.rows, call.C)
     from fastloss.kernels import pointwise, rowwise
-    plan = rowwise.plan if call.family in ("rowwise", "tuple") else pointwise.plan
+    plan = rowwise.plan if call.family in ("rowwise", "rows_hess", "tuple") else pointwise.plan
     return plan(call.rows, call.C)[0], 0
 
 

@@ -190,7 +190,8 @@ class Loss:
         if mode.hess:
             if not getattr(self.family, "second_derivatives", False):
                 raise TypeError(f"{self.name}: grad_hess is not available for this loss "
-                                f"(second derivatives exist for the pointwise losses)")
+                                "(second derivatives exist for the pointwise losses and the "
+                                "softmax cross-entropies)")
             if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
                 raise TypeError(f"{self.name}: grad_hess's out must be a pair of arrays "
                                 f"(gradient, second derivatives), got {type(out).__name__}")

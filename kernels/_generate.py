@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .arguments import ELEMENT_CALLS, KERNEL_ARGS, element_options, element_parameters
 from .elements import ELEMENTS, OPTION_SLOTS, PAIR_ELEMENTS, SECOND_DERIVATIVES, SPECIALISED
-from .row_elements import ROW_ELEMENTS, TUPLE_ELEMENTS
+from .row_elements import ROW_ELEMENTS, ROW_SECOND_DERIVATIVES, TUPLE_ELEMENTS
 
 HERE = Path(__file__).parent
 MODES = {"value": (True, False), "grad": (False, True), "value_and_grad": (True, True)}
@@ -158,6 +158,30 @@ def grad_hess_cpu(name, fn, hess, kernel_elements):
     return lines
 
 
+ROW_HESS_ARGS = ", ".join(KERNEL_ARGS["rowwise_grad_hess"])
+
+
+def row_grad_hess_binder(name, prefix=""):
+    """``bind_<element>_grad_hess``: a row element's second derivative (ROW_SECOND_DERIVATIVES)
+    called as the row body calls an element, ``g`` being the pair (gradient row, second
+    derivative row)."""
+    fn = ROW_SECOND_DERIVATIVES[name]
+    given = {p: p for p in ELEMENT_CALLS["rowwise"] if p not in ("o", "GRAD")}
+    passed, _ = bound_arguments(fn, {**given, "g": "g[0]", "h": "g[1]"})
+    return [f"def {prefix}bind_{name}_grad_hess({', '.join(ELEMENT_CALLS['rowwise'])}):",
+            f"    return {fn.__name__}({', '.join(passed)})\n"]
+
+
+def row_grad_hess_cpu(name, kernel_elements):
+    """``<element>_grad_hess_{serial,parallel}`` of a row element: the rowwise_grad_hess body."""
+    kernel_elements.update((f"{name}_grad_hess_{suffix}", f"{name}_grad_hess")
+                           for suffix in ("serial", "parallel"))
+    body = (f"    rowwise_grad_hess(bind_{name}_grad_hess, {ROW_HESS_ARGS}, first, last)\n")
+    return ["", *row_grad_hess_binder(name, prefix="_"),
+            CPU_KERNELS.format(kernel=f"{name}_grad_hess", args=ROW_HESS_ARGS, body=body,
+                               value=False, total="rows_total")]
+
+
 def cpu_element(family, name, fn, kernel_elements, hess=None):
     """The lines of one element's CPU binders and kernels (every mode; grad_hess where
     ``hess``, the name of its second derivative, is given); ``kernel_elements`` gets
@@ -180,6 +204,8 @@ def cpu_element(family, name, fn, kernel_elements, hess=None):
                                         total=TOTALS[family]))
     if hess is not None:
         lines += grad_hess_cpu(name, fn, hess, kernel_elements)
+    if family == "rowwise" and name in ROW_SECOND_DERIVATIVES:
+        lines += row_grad_hess_cpu(name, kernel_elements)
     return lines
 
 
@@ -195,6 +221,10 @@ def cuda_element(family, name, fn, hess=None):
                   *grad_hess_binder(name, fn, hess),
                   "", "@cuda.jit", f"def {name}_grad_hess({PAIR_ARGS}):",
                   f"    pointwise_pair(bind_{name}_grad_hess, {PAIR_ARGS}, False, True)\n"]
+    if family == "rowwise" and name in ROW_SECOND_DERIVATIVES:
+        lines += ["", "@cuda.jit(device=True)", *row_grad_hess_binder(name),
+                  "", "@cuda.jit", f"def {name}_grad_hess({ROW_HESS_ARGS}):",
+                  f"    rowwise_grad_hess(bind_{name}_grad_hess, {ROW_HESS_ARGS})\n"]
     return lines
 
 
@@ -211,7 +241,9 @@ def render_cpu():
              "from .pointwise import (FASTMATH, block_range, pointwise, pointwise_pair, "
              "pointwise_total,\n                        task_blocks)",
              f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
-             "from .rowwise import rows_total, rowwise, tuplewise\n"]
+             "from .row_elements import (" + ", ".join(
+                 sorted(fn.__name__ for fn in ROW_SECOND_DERIVATIVES.values())) + ")",
+             "from .rowwise import rows_total, rowwise, rowwise_grad_hess, tuplewise\n"]
     kernel_elements = {}
     options = {}
     for family, args, elements in FAMILIES:
@@ -229,12 +261,15 @@ def render_cuda():
     lines = [header(CUDA_SOURCES), "from numba import cuda\n",
              "from .pointwise_cuda import (ELEMENTS, PAIR_ELEMENTS, SECOND_DERIVATIVES, pointwise,\n"
              "                             pointwise_pair)",
-             "from .rowwise_cuda import ROW_ELEMENTS, TUPLE_ELEMENTS, rowwise, tuplewise\n"]
+             "from .rowwise_cuda import (ROW_ELEMENTS, ROW_SECOND_DERIVATIVES, TUPLE_ELEMENTS, rowwise,\n"
+             "                           rowwise_grad_hess, tuplewise)\n"]
     for table, elements in (("ELEMENTS", ELEMENTS), ("PAIR_ELEMENTS", PAIR_ELEMENTS),
                             ("ROW_ELEMENTS", ROW_ELEMENTS), ("TUPLE_ELEMENTS", TUPLE_ELEMENTS)):
         lines += [f"{name} = {table}[{name!r}]" for name in sorted(elements)]
     lines += [f"{fn.__name__} = SECOND_DERIVATIVES[{name!r}]"
               for name, fn in sorted(SECOND_DERIVATIVES.items())]
+    lines += [f"{fn.__name__} = ROW_SECOND_DERIVATIVES[{name!r}]"
+              for name, fn in sorted(ROW_SECOND_DERIVATIVES.items())]
     for family, args, elements in FAMILIES:
         for name in sorted(elements):
             lines += cuda_element(family, name, elements[name], hess_name(name))

@@ -67,6 +67,19 @@ def loop_helper(fn):
     return njit(inline="always")(fn)
 
 
+# Second derivatives of row elements, for grad_hess: {element: function}, each taking the
+# element's parameters with ``g, h`` (gradient and Hessian-diagonal rows) for ``g`` and
+# no GRAD flag, writing both (scaled by ``scale``) and returning the row's loss.
+ROW_SECOND_DERIVATIVES = {}
+
+
+def row_second_derivative(of):
+    def register(fn):
+        ROW_SECOND_DERIVATIVES[of.py_func.__name__] = fn
+        return njit(inline="always")(fn)
+    return register
+
+
 @helper
 def row_sum(x, shared, lane, lanes):
     """The sum of ``x`` over the lanes of a row (one lane on the CPU)."""
@@ -222,6 +235,26 @@ def softmax_cross_entropy(t, label, p, cw, label_smoothing, poly_epsilon, g, sca
     With integer labels and neither smoothing nor weights nor eps (the common case) the
     row is read once for its log-sum-exp, and the gradient softmax - onehot is written
     from the exponentials stored in the same pass."""
+    return softmax_ce_row(t, label, p, cw, label_smoothing, poly_epsilon, g, g, scale, lane,
+                          lanes, shared, GRAD, False)
+
+
+@row_second_derivative(of=softmax_cross_entropy)
+def softmax_cross_entropy_hess(t, label, p, cw, label_smoothing, poly_epsilon, g, h, scale,
+                                lane, lanes, shared):
+    """softmax_cross_entropy's gradient into g and its Hessian's diagonal into h:
+    d2/dx_j2 = sum_k w_k y_k s_j (1 - s_j) - eps s_j (y_j - sum_k y_k s_k) (1 - 2 s_j),
+    s = softmax(x) (the cross-entropy's p (1 - p) times the weighted targets' sum, and
+    the poly term's)."""
+    return softmax_ce_row(t, label, p, cw, label_smoothing, poly_epsilon, g, h, scale, lane,
+                          lanes, shared, True, True)
+
+
+@loop_helper
+def softmax_ce_row(t, label, p, cw, label_smoothing, poly_epsilon, g, h, scale, lane, lanes,
+                   shared, GRAD, HESS):
+    """softmax_cross_entropy's row; with HESS the second derivatives go to h, computed
+    from the same softmax as the gradient (which does not change)."""
     T = type(p[0])
     C = p.size
     smoothing = label_smoothing
@@ -257,6 +290,9 @@ def softmax_cross_entropy(t, label, p, cw, label_smoothing, poly_epsilon, g, sca
             fs = T(f * scale)
             sc = T(scale)
             for j in range(lane, C, lanes):
+                if HESS:
+                    s = g[j] * T(f)
+                    h[j] = sc * (s * (T(1.0) - s))
                 g[j] = g[j] * fs - (sc if j == label else T(0.0))
         else:
             fs = T(f * scale)
@@ -264,6 +300,10 @@ def softmax_cross_entropy(t, label, p, cw, label_smoothing, poly_epsilon, g, sca
             a = T(swy + eps * sye)
             for j in range(lane, C, lanes):
                 y = smoothed_target(t, label, j, C, smoothing)
+                if HESS:
+                    s = g[j] * T(f)
+                    h[j] = sc * (T(swy) * s * (T(1.0) - s)
+                                 - eps * s * (y - T(sye)) * (T(1.0) - T(2.0) * s))
                 r = g[j] * fs  # scale * softmax_j
                 g[j] = r * (a - eps * y) - sc * class_weight(cw, j) * y
     return loss

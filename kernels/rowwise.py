@@ -39,6 +39,35 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
 
 
 @njit(inline="always")
+def rowwise_grad_hess(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad,
+                      hess, partials, first, last):
+    """The row body of grad_hess: as ``rowwise`` without a value, the element (a row
+    second derivative, bound to take ``(g, h)`` for ``g``) writing the gradient into
+    ``grad`` and the Hessian's diagonal into ``hess``."""
+    _rows(_class_row_hess, row_elem, (t, labels, p, cw), p, p.size // C, o, C, weight, coef,
+          gscale, row_out, (grad, hess), partials, first, last, False, True)
+
+
+@njit(inline="always")
+def _class_row_hess(row_elem, inputs, o, C, scale, grad, r, shared, GRAD):
+    """``_class_row`` with a gradient and a second-derivative row (both 0 where ignored)."""
+    t, labels, p, cw = inputs
+    T = type(o[0])
+    lo = r * C
+    hi = lo + C
+    dense = t.size > 0
+    label = -1 if dense else labels[r]
+    g = grad[0][lo:hi]
+    h = grad[1][lo:hi]
+    if label < 0 and not dense:
+        g[:] = T(0.0)
+        h[:] = T(0.0)
+        return 0.0
+    tr = t[lo:hi] if dense else t[0:0]
+    return float(row_elem(tr, label, p[lo:hi], cw, o, (g, h), scale, 0, 1, shared, True))
+
+
+@njit(inline="always")
 def _class_row(row_elem, inputs, o, C, scale, grad, r, shared, GRAD):
     """One row's loss for a row element, or 0 for an ignored row."""
     t, labels, p, cw = inputs

@@ -72,10 +72,11 @@ def _compile_all():
     namespace["class_term"] = _class_term
     namespace["class_total"] = _class_total
     return (retarget(row_elements.ROW_ELEMENTS, namespace, inline=False),
-            retarget(row_elements.TUPLE_ELEMENTS, namespace, inline=False))
+            retarget(row_elements.TUPLE_ELEMENTS, namespace, inline=False),
+            retarget(row_elements.ROW_SECOND_DERIVATIVES, namespace, inline=False))
 
 
-ROW_ELEMENTS, TUPLE_ELEMENTS = _compile_all()
+ROW_ELEMENTS, TUPLE_ELEMENTS, ROW_SECOND_DERIVATIVES = _compile_all()
 
 
 @cuda.jit(device=True, inline="always")
@@ -97,6 +98,36 @@ def _row(row_elem, inputs, o, C, coef, gscale, grad, r, lane, lanes, shared, GRA
     coef_step = 1 if coef.size > 1 else 0
     return float(row_elem(tr, label, p[lo:hi], cw, o, g, T(coef[r * coef_step] * gscale[0]),
                           lane, lanes, shared, GRAD))
+
+
+@cuda.jit(device=True, inline="always")
+def _row_hess(row_elem, inputs, o, C, coef, gscale, grad, r, lane, lanes, shared, GRAD):
+    """``_row`` with a gradient and a second-derivative row (both 0 where ignored)."""
+    T = type(o[0])
+    t, labels, p, cw = inputs
+    lo = r * C
+    hi = lo + C
+    dense = t.size > 0
+    label = -1 if dense else labels[r]
+    g = grad[0][lo:hi]
+    h = grad[1][lo:hi]
+    if label < 0 and not dense:
+        for j in range(lane, C, lanes):
+            g[j] = T(0.0)
+            h[j] = T(0.0)
+        return 0.0
+    tr = t[lo:hi] if dense else t[0:0]
+    coef_step = 1 if coef.size > 1 else 0
+    return float(row_elem(tr, label, p[lo:hi], cw, o, (g, h), T(coef[r * coef_step] * gscale[0]),
+                          lane, lanes, shared, True))
+
+
+@cuda.jit(device=True, inline="always")
+def rowwise_grad_hess(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, grad, hess,
+                      partials):
+    """Same arguments and meaning as the CPU ``rowwise_grad_hess``."""
+    _rows(_row_hess, row_elem, (t, labels, p, cw), p.size // C, o, C, weight, coef, gscale,
+          row_out, (grad, hess), partials, False, True)
 
 
 @cuda.jit(device=True, inline="always")

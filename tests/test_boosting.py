@@ -144,7 +144,13 @@ def test_objective_values_and_forms():
 
 def test_bad_objectives_raise():
     with pytest.raises(TypeError, match="no second derivative"):
-        fl.xgboost_objective("cross_entropy")
+        fl.xgboost_objective("nll_loss")
+    with pytest.raises(TypeError, match="from_logits=True"):
+        fl.xgboost_objective("sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="class indices"):
+        fl.xgboost_objective("cross_entropy")(np.array([0.0, 3.0]), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"shape \(samples, classes\)"):
+        fl.xgboost_objective("cross_entropy")(np.array([0.0, 1.0, 1.0]), np.zeros(4))
     with pytest.raises(TypeError, match="unexpected option"):
         fl.lightgbm_objective("huber", gamma=1.0)
     with pytest.raises(ValueError, match="unknown loss"):
@@ -178,3 +184,71 @@ def test_user_defined_loss_as_an_xgboost_objective(tmp_path, monkeypatch):
     got = lgb_native(X, y, w, fl.lightgbm_objective("under_forecast_penalty", under=3.0))
     np.testing.assert_allclose(got, lgb_native(X, y, w, weighted(numpy_asymmetric)),
                                rtol=1e-5, atol=1e-5)
+
+
+K = 3
+
+
+def numpy_softmax(y, margins):
+    """Softmax cross-entropy's per-sample gradient and Hessian diagonal, from the formula."""
+    e = np.exp(margins - margins.max(axis=1, keepdims=True))
+    s = e / e.sum(axis=1, keepdims=True)
+    return s - np.eye(margins.shape[1])[y.astype(int)], s * (1 - s)
+
+
+def multiclass_data(seed=3):
+    X, y, w = data("regression", seed)
+    return X, np.digitize(y, np.quantile(y, [1 / 3, 2 / 3])).astype(np.float64), w
+
+
+@pytest.mark.parametrize("make", [
+    lambda make: make("cross_entropy"),
+    lambda make: make("sparse_categorical_crossentropy", from_logits=True),
+    lambda make: make(fl.CategoricalCrossentropy(from_logits=True)),
+], ids=["cross_entropy", "sparse_categorical_crossentropy", "categorical_crossentropy"])
+def test_multiclass_softmax_with_sample_weights(make):
+    """Multi-class models (native interfaces, sample weights) trained with a softmax
+    cross-entropy objective equal models trained with the NumPy softmax objective."""
+    X, y, w = multiclass_data()
+
+    def native_numpy(preds, data):
+        g, h = numpy_softmax(data.get_label(), preds)
+        return g * data.get_weight()[:, None], h * data.get_weight()[:, None]
+
+    def xgb_margins(objective):
+        d = xgb.DMatrix(X, label=y, weight=w, base_margin=np.zeros((N, K)))
+        booster = xgb.train({**XGB, "num_class": K, "disable_default_eval_metric": 1}, d,
+                            ROUNDS, obj=objective)
+        return booster.predict(d, output_margin=True)
+
+    def lgb_margins(objective):
+        booster = lgb.train({**LGB, "objective": objective, "num_class": K},
+                            lgb.Dataset(X, label=y, weight=w), ROUNDS)
+        return booster.predict(X, raw_score=True)
+
+    got = xgb_margins(make(fl.xgboost_objective))
+    assert got.shape == (N, K) and np.std(got) > 0.1
+    np.testing.assert_allclose(got, xgb_margins(native_numpy), rtol=1e-5, atol=1e-5)
+    got = lgb_margins(make(fl.lightgbm_objective))
+    np.testing.assert_allclose(got, lgb_margins(native_numpy), rtol=1e-5, atol=1e-5)
+
+
+def test_multiclass_scikit_learn_estimators():
+    X, y, w = multiclass_data(seed=4)
+    margins = []
+    for objective in (fl.xgboost_objective("cross_entropy"),
+                      lambda y, p, sample_weight=None: tuple(
+                          a * sample_weight[:, None] for a in numpy_softmax(y, p))):
+        model = xgb.XGBClassifier(n_estimators=ROUNDS, objective=objective, **XGB)
+        model.fit(X, y, sample_weight=w, base_margin=np.zeros((N, K)))
+        margins.append(model.predict(X, output_margin=True, base_margin=np.zeros((N, K))))
+    np.testing.assert_allclose(margins[0], margins[1], rtol=1e-5, atol=1e-5)
+    margins = []
+    for objective in (fl.lightgbm_objective("cross_entropy"),
+                      lambda y, p, weight: tuple(a * weight[:, None]
+                                                 for a in numpy_softmax(y, p))):
+        model = lgb.LGBMClassifier(n_estimators=ROUNDS, objective=objective, **LGB)
+        model.fit(X, y, sample_weight=w)
+        margins.append(model.predict(X, raw_score=True))
+    assert margins[0].shape == (N, K)
+    np.testing.assert_allclose(margins[0], margins[1], rtol=1e-5, atol=1e-5)

@@ -43,7 +43,8 @@ def run_all(name, options, reduction, shape):
     args = arguments(name, rng.uniform(0.05, 0.95, shape), rng.uniform(0.05, 0.95, shape))
     kw = dict(options, reduction=reduction)
     results = [loss(*args, **kw), loss.grad(*args, **kw), *loss.value_and_grad(*args, **kw)]
-    if loss.spec.family == "pointwise":
+    if getattr(loss.family, "second_derivatives", False) and loss.family.has_grad_hess(
+            loss.family.element_for(loss.check_options(options))):
         results += loss.grad_hess(*args, **kw)
     return results
 

@@ -1,4 +1,5 @@
-"""grad_hess: the gradient and the Hessian's diagonal of every pointwise loss.
+"""grad_hess: the gradient and the Hessian's diagonal of every pointwise loss and of the
+softmax cross-entropies.
 
 The gradient must be ``grad``'s (to the last bit or two); the second derivatives are checked against
 central finite differences of ``grad`` itself in float64 (the gradient is checked
@@ -154,3 +155,112 @@ def test_out_receives_both(axis):
     p_copy = p.copy()
     fl.binary_focal_crossentropy.grad_hess(t, p_copy, out=(g_out, p_copy), **kw)
     np.testing.assert_array_equal(p_copy, h)
+
+
+# -- the softmax cross-entropies ----------------------------------------------------------
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+R, C = 4, 5
+_LABELS = np.array([0, 3, 4, 1])
+_ONE_HOT = np.eye(C)[_LABELS]
+# name, arrays (labels, logits -> call arguments), options, targets y (R, C) after
+# smoothing, class weights w (C,), poly epsilon, per-row factor of the reduction
+SOFTMAX_CASES = {
+    "cross_entropy": ("cross_entropy", {"reduction": "sum"}, _ONE_HOT, np.ones(C), 0.0),
+    "cross_entropy-weighted-smoothed": (
+        "cross_entropy", {"reduction": "none", "weight": np.linspace(0.5, 2, C),
+                          "label_smoothing": 0.2},
+        0.8 * _ONE_HOT + 0.2 / C, np.linspace(0.5, 2, C), 0.0),
+    "cross_entropy-probabilities": (
+        "cross_entropy", {"reduction": "sum"}, "dense", np.ones(C), 0.0),
+    "sparse_categorical_crossentropy": (
+        "sparse_categorical_crossentropy", {"from_logits": True, "reduction": "sum"}, _ONE_HOT,
+        np.ones(C), 0.0),
+    "categorical_crossentropy-smoothed": (
+        "categorical_crossentropy", {"from_logits": True, "label_smoothing": 0.1,
+                                     "reduction": "sum"},
+        0.9 * _ONE_HOT + 0.1 / C, np.ones(C), 0.0),
+    "poly_loss_cross_entropy": (
+        "poly_loss_cross_entropy", {"epsilon": 1.5, "reduction": "sum"}, _ONE_HOT, np.ones(C),
+        1.5),
+}
+
+
+def _softmax_arguments(case, dtype=np.float64, seed=0):
+    name, options, y, _, _ = SOFTMAX_CASES[case]
+    rng = np.random.default_rng(seed)
+    x = (2 * rng.standard_normal((R, C))).astype(dtype)
+    if isinstance(y, str):  # probabilities as targets
+        target = _softmax(rng.standard_normal((R, C))).astype(dtype)
+    elif name in ("categorical_crossentropy", "poly_loss_cross_entropy"):  # dense targets
+        target = _ONE_HOT.astype(dtype)
+    else:
+        target = _LABELS
+    return fl.LOSSES[name], target, x, options
+
+
+@pytest.mark.parametrize("case", list(SOFTMAX_CASES))
+def test_softmax_second_derivatives(case, backend):
+    """The Hessian's diagonal of the softmax cross-entropies: the formula's (class-weighted
+    targets' sum times s (1 - s), and the poly term's), written here in NumPy, and central
+    differences of grad; the gradient grad's."""
+    loss, target, x, options = _softmax_arguments(case)
+    _, _, y, w, eps = SOFTMAX_CASES[case]
+    if isinstance(y, str):
+        y = target
+    grad, hess = loss.grad_hess(target, x, **options)
+    np.testing.assert_allclose(grad, loss.grad(target, x, **options), rtol=1e-15, atol=1e-16)
+    s = _softmax(x)
+    swy = (w * y).sum(axis=1, keepdims=True)
+    expected = swy * s * (1 - s) - eps * s * (y - (y * s).sum(1, keepdims=True)) * (1 - 2 * s)
+    np.testing.assert_allclose(hess, expected, rtol=1e-12, atol=1e-15)
+    step = 1e-6
+    for i in range(R):
+        for j in range(C):
+            up, down = x.copy(), x.copy()
+            up[i, j] += step
+            down[i, j] -= step
+            fd = (loss.grad(target, up, **options)[i, j]
+                  - loss.grad(target, down, **options)[i, j]) / (2 * step)
+            np.testing.assert_allclose(hess[i, j], fd, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["cross_entropy-weighted-smoothed",
+                                  "sparse_categorical_crossentropy"])
+def test_softmax_grad_hess_float32_weights_and_masks(case):
+    loss, target, x, options = _softmax_arguments(case, seed=1)
+    g64, h64 = loss.grad_hess(target, x, **options)
+    t32 = target.astype(np.float32) if target.dtype.kind == "f" else target
+    g32, h32 = loss.grad_hess(t32, x.astype(np.float32), **options)
+    assert h32.dtype == np.float32
+    np.testing.assert_allclose(h32, h64, rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(g32, g64, rtol=2e-6, atol=1e-7)
+    if loss.convention == "keras":  # sample weights and a masked class scale both alike
+        sw = np.array([1.0, 0.0, 2.0, 0.5])
+        g, h = loss.grad_hess(target, x, sample_weight=sw, ignore_class=3, **options)
+        kept = (sw * (_LABELS != 3))[:, None]
+        np.testing.assert_allclose(h, kept * h64, rtol=1e-15)
+        np.testing.assert_allclose(g, kept * g64, rtol=1e-15)
+    else:  # ignore_index: the row's gradient and second derivatives 0
+        g, h = loss.grad_hess(target, x, ignore_index=3, **options)
+        assert not h[1].any() and not g[1].any()
+        np.testing.assert_array_equal(h[[0, 2, 3]], h64[[0, 2, 3]])
+
+
+def test_softmax_grad_hess_class_axis_and_out():
+    x = np.random.default_rng(2).standard_normal((C, R))  # classes first (axis=0)
+    g, h = fl.sparse_categorical_crossentropy.grad_hess(_LABELS, x, from_logits=True, axis=0)
+    s = _softmax(x.T).T
+    np.testing.assert_allclose(h, s * (1 - s), rtol=1e-13)
+    out = (np.empty_like(x), np.empty_like(x))
+    fl.sparse_categorical_crossentropy.grad_hess(_LABELS, x, from_logits=True, axis=0, out=out)
+    np.testing.assert_array_equal(out[0], g)
+    np.testing.assert_array_equal(out[1], h)
+    with pytest.raises(TypeError, match="probs_cross_entropy element has no second"):
+        fl.categorical_crossentropy.grad_hess(_ONE_HOT, _softmax(x.T))
+    with pytest.raises(TypeError, match="grad_hess is not available for this loss"):
+        fl.circle.grad_hess(np.zeros(4), np.zeros((4, 3)))

@@ -42,6 +42,12 @@ class Family(ABC):
         numbers = [dtype.type(named[n]) for n in names]
         return element, tuple(numbers + [dtype.type(0)] * (OPTION_SLOTS - len(numbers)))
 
+    @staticmethod
+    def has_grad_hess(element):
+        """Whether ``element`` has grad_hess kernels (a second derivative)."""
+        from ..launch import generated_module
+        return f"{element}_grad_hess_serial" in generated_module(element).KERNEL_ELEMENTS
+
     @abstractmethod
     def compute(self, request):
         """(value, gradients as a tuple or None) of a checked request, in its array module."""

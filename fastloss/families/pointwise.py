@@ -13,7 +13,7 @@ import numpy as np
 
 from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ..conventions import keras_layout, torch_layout
-from ..launch import CpuPlan, KernelCall, generated_module, run_kernel
+from ..launch import CpuPlan, KernelCall, run_kernel
 from ..pipeline import grad_buffer
 from . import Family
 
@@ -152,7 +152,7 @@ class Pointwise(Family):
             rows, value = layout.empty_values(dtype)
         else:
             element, o = self.kernel_element(request.loss, options, dtype)
-            if hess is not None and not _has_second_derivative(element):
+            if hess is not None and not self.has_grad_hess(element):
                 raise TypeError(f"{name}: grad_hess is not available with these options "
                                 f"(the {element} element has no second derivative)")
             flat = p.reshape(-1)
@@ -185,10 +185,6 @@ class Pointwise(Family):
             return None, (grad.reshape(pred_shape), hess.reshape(pred_shape))
         return (value if want_value else None), (None if grad is None
                                                  else (grad.reshape(pred_shape),))
-
-
-def _has_second_derivative(element):
-    return f"{element}_grad_hess_serial" in generated_module(element).KERNEL_ELEMENTS
 
 
 def plain_arrays(arrays, dtype, shape):

@@ -36,6 +36,7 @@ class Rows(Family):
     single class (every loss is then 0: a binary problem wants a binary loss)."""
 
     name = "rows"
+    second_derivatives = True  # grad_hess, for the elements that have one (softmax)
 
     def __init__(self, element, kernel_values=None, targets="labels", ignore=None,
                  torch_mean="rows", parts=1, warn_one_class=False):
@@ -116,23 +117,32 @@ class Rows(Family):
                 divisor = float(kept.size if cw is None else cw[kept].sum())
             layout = torch_rows_layout(name, xp, values_shape, reduction, request.grad_output,
                                        divisor)
-        grad = buffer = None
         moved = axis != len(pred_shape) - 1
+        outputs = buffers = ()
         if request.want_grad:  # (out checked before the kernel runs; it gets the gradient moved back)
-            buffer = grad_buffer(request, pred_shape, dtype)
-            grad = xp.empty(p.size, dtype) if moved else buffer
+            # (grad_hess: the gradient and the second derivatives, each its own buffer)
+            buffers = tuple(grad_buffer(request, pred_shape, dtype, index=i)
+                            for i in range(2 if request.mode.hess else 1))
+            if len(buffers) == 2 and xp.may_share_memory(*buffers):
+                raise ValueError(f"{name}: grad_hess's two out buffers must not overlap")
+            outputs = tuple(xp.empty(p.size, dtype) for _ in buffers) if moved else buffers
         want_value = request.want_value
         if math.prod(values_shape) == 0:
             rows, value = layout.empty_values(dtype)
-            if grad is not None:
-                grad[...] = 0
+            for g in outputs:
+                g[...] = 0
         else:
             element, o = self.kernel_element(loss, options, dtype)
-            call = KernelCall("rowwise", element, (p.reshape(-1),), t, o, C,
+            if request.mode.hess and not self.has_grad_hess(element):
+                raise TypeError(f"{name}: grad_hess is not available with these options (the "
+                                f"{element} element has no second derivative; the softmax "
+                                "cross-entropies on logits have one)")
+            call = KernelCall("rows_hess" if request.mode.hess else "rowwise", element,
+                              (p.reshape(-1),), t, o, C,
                               layout.weight, layout.coef, layout.gscale, layout.vscale,
-                              want_rows=layout.rows_shape is not None, value=want_value,
-                              grads=() if grad is None else (grad,), labels=labels,
-                              class_weight=cw)
+                              want_rows=layout.rows_shape is not None,
+                              value=want_value, grads=outputs, labels=labels, class_weight=cw,
+                              hess=request.mode.hess)
             value, rows = run_kernel(call, placement)
             if (request.plannable and labels is not None and not moved and cw is None
                     and (valid is None or bool(valid.all()))):
@@ -140,11 +150,11 @@ class Rows(Family):
         if layout.rows_shape is not None and want_value:
             value = rows.reshape(layout.rows_shape)
         grads = None
-        if grad is not None:
+        if outputs:
             if moved:
-                buffer.reshape(pred_shape)[...] = xp.moveaxis(grad.reshape(p.shape), -1, axis)
-                grad = buffer
-            grads = (grad.reshape(pred_shape),)
+                for buffer, g in zip(buffers, outputs):
+                    buffer.reshape(pred_shape)[...] = xp.moveaxis(g.reshape(p.shape), -1, axis)
+            grads = tuple(b.reshape(pred_shape) for b in buffers)
         return (value if want_value else None), grads
 
     def _plan(self, request, call, layout, values_shape):
