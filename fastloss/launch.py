@@ -163,8 +163,9 @@ def generated_module(element):
 class KernelCall:
     """One call of a generated family kernel, prepared by a family.
 
-    family: "pointwise", "pair" (pointwise, two predictions), "rowwise", "rows_hess" (a
-    row element's grad_hess: grads = (gradient, second derivative)) or "tuple" (rows of
+    family: "pointwise", "pair" (pointwise, two predictions), "pair_hess" (a pair
+    element's grad_hess: grads = (ga, gb, ha, hb)), "rowwise", "rows_hess" (a row
+    element's grad_hess: grads = (gradient, second derivative)) or "tuple" (rows of
     several inputs).  element: the element function's name.  inputs: the flat
     prediction arrays (compute dtype); targets: the flat labels or targets in the compute
     dtype (or None); labels: int64 class indices per row (rowwise; or None); class_weight:
@@ -187,7 +188,7 @@ class KernelCall:
     grads: tuple = ()
     labels: object = None
     class_weight: object = None
-    hess: bool = False  # grads = (gradient, second derivative) of one prediction
+    hess: bool = False  # grads: the gradients, then the second derivatives
 
     @property
     def mode(self):
@@ -205,9 +206,10 @@ class KernelCall:
 TUPLE_SLOTS = 4  # prediction slots of the tuplewise kernels (unused ones are empty arrays)
 
 _BODY = {"pointwise": "pointwise", "pair": "pointwise_pair", "rowwise": "rowwise",
-         "tuple": "tuplewise", "rows_hess": "rowwise_grad_hess"}
+         "tuple": "tuplewise", "rows_hess": "rowwise_grad_hess",
+         "pair_hess": "pointwise_pair_hess"}
 _PREDICTIONS = ("p", "a", "b", "c", "d")
-_GRADIENTS = ("grad", "ga", "gb", "gc", "gd", "hess")
+_GRADIENTS = ("grad", "ga", "gb", "gc", "gd", "hess", "ha", "hb")
 
 
 def kernel_args(call, rows, grads, partials, gscale, dev, new):

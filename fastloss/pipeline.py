@@ -199,7 +199,10 @@ class Loss:
         reduction = self.check_reduction(reduction)
         if sample_weight is not None and not self.spec.takes_sample_weight:
             raise TypeError(f"{self.name} follows {self.spec.source} and takes no sample_weight")
-        outs = tuple(out) if mode.hess and out is not None else self._out_tuple(out)
+        if mode.hess and out is not None:  # (gradients, then second derivatives)
+            outs = (*self._out_tuple(out[0]), *self._out_tuple(out[1]))
+        else:
+            outs = self._out_tuple(out)
         placed = {**named, "sample_weight": sample_weight, "grad_output": grad_output,
                   **{name: options[name] for name in self._array_options}}
         if outs is not None:
@@ -214,7 +217,11 @@ class Loss:
             value = placement.result(value)
         if mode.grad:
             grads = tuple(placement.result(g) for g in grads)
-            grads = grads[0] if len(self.predictions) == 1 and not mode.hess else grads
+            n = len(self.predictions)
+            if mode.hess and n > 1:  # ((gradients), (second derivatives))
+                grads = (grads[:n], grads[n:])
+            elif n == 1 and not mode.hess:
+                grads = grads[0]
         return mode.result(value, grads), request.plan
 
 
@@ -260,8 +267,8 @@ def grad_buffer(request, shape, dtype, index=0):
     xp = request.xp
     out = request.out_for(index)
     predictions = request.loss.predictions
-    # (grad_hess: index 1 is the second derivatives' buffer, y_pred's shape too)
-    name = predictions[min(index, len(predictions) - 1)]
+    # (grad_hess: the second derivatives' buffers follow the gradients', in the same order)
+    name = predictions[index % len(predictions)]
     if out is None:
         return xp.empty(int(np.prod(shape, dtype=np.int64)), dtype)
     if not isinstance(out, xp.ndarray):

@@ -158,6 +158,31 @@ def grad_hess_cpu(name, fn, hess, kernel_elements):
     return lines
 
 
+PAIR_HESS_ARGS = ", ".join(KERNEL_ARGS["pointwise_pair_hess"])
+
+
+def pair_grad_hess_binder(name, fn, hess, prefix=""):
+    """``bind_<element>_grad_hess``: a pair element and its second derivatives as the
+    pair_hess body calls them, returning (d/da, d/db, d2/da2, d2/db2)."""
+    passed, _ = bound_arguments(fn, {p: p for p in ELEMENT_CALLS["pointwise_pair"]})
+    args = ", ".join(passed)
+    return [f"def {prefix}bind_{name}_grad_hess({', '.join(ELEMENT_CALLS['pointwise_pair'])}):",
+            f"    _, da, db = {name}({args})",
+            f"    d2a, d2b = {hess}({args})",
+            "    return da, db, d2a, d2b\n"]
+
+
+def pair_grad_hess_cpu(name, fn, hess, kernel_elements):
+    """``<element>_grad_hess_{serial,parallel}`` of a pair element: the pointwise_pair_hess
+    body."""
+    kernel_elements.update((f"{name}_grad_hess_{suffix}", f"{name}_grad_hess")
+                           for suffix in ("serial", "parallel"))
+    body = f"    pointwise_pair_hess(bind_{name}_grad_hess, {PAIR_HESS_ARGS}, first, last)\n"
+    return ["", *pair_grad_hess_binder(name, fn, hess, prefix="_"),
+            CPU_KERNELS.format(kernel=f"{name}_grad_hess", args=PAIR_HESS_ARGS, body=body,
+                               value=False, total="pointwise_total")]
+
+
 ROW_HESS_ARGS = ", ".join(KERNEL_ARGS["rowwise_grad_hess"])
 
 
@@ -203,7 +228,8 @@ def cpu_element(family, name, fn, kernel_elements, hess=None):
         lines.append(CPU_KERNELS.format(kernel=kernel, args=args, body=body, value=value,
                                         total=TOTALS[family]))
     if hess is not None:
-        lines += grad_hess_cpu(name, fn, hess, kernel_elements)
+        make = pair_grad_hess_cpu if family == "pointwise_pair" else grad_hess_cpu
+        lines += make(name, fn, hess, kernel_elements)
     if family == "rowwise" and name in ROW_SECOND_DERIVATIVES:
         lines += row_grad_hess_cpu(name, kernel_elements)
     return lines
@@ -216,7 +242,12 @@ def cuda_element(family, name, fn, hess=None):
     for mode, (value, grad) in MODES.items():
         lines += ["", "@cuda.jit", f"def {name}_{mode}({args}):",
                   f"    {family}(bind_{name}, {args}, {value}, {grad})\n"]
-    if hess is not None:
+    if hess is not None and family == "pointwise_pair":
+        lines += ["", '@cuda.jit(device=True, inline="always")',
+                  *pair_grad_hess_binder(name, fn, hess),
+                  "", "@cuda.jit", f"def {name}_grad_hess({PAIR_HESS_ARGS}):",
+                  f"    pointwise_pair_hess(bind_{name}_grad_hess, {PAIR_HESS_ARGS})\n"]
+    elif hess is not None:
         lines += ["", '@cuda.jit(device=True, inline="always")',
                   *grad_hess_binder(name, fn, hess),
                   "", "@cuda.jit", f"def {name}_grad_hess({PAIR_ARGS}):",
@@ -239,7 +270,7 @@ def render_cpu():
              "from .elements import (" + ", ".join(
                  sorted(fn.__name__ for fn in SECOND_DERIVATIVES.values())) + ")",
              "from .pointwise import (FASTMATH, block_range, pointwise, pointwise_pair, "
-             "pointwise_total,\n                        task_blocks)",
+             "pointwise_pair_hess,\n                        pointwise_total, task_blocks)",
              f"from .row_elements import {', '.join(sorted({**ROW_ELEMENTS, **TUPLE_ELEMENTS}))}",
              "from .row_elements import (" + ", ".join(
                  sorted(fn.__name__ for fn in ROW_SECOND_DERIVATIVES.values())) + ")",
@@ -260,7 +291,7 @@ def render_cpu():
 def render_cuda():
     lines = [header(CUDA_SOURCES), "from numba import cuda\n",
              "from .pointwise_cuda import (ELEMENTS, PAIR_ELEMENTS, SECOND_DERIVATIVES, pointwise,\n"
-             "                             pointwise_pair)",
+             "                             pointwise_pair, pointwise_pair_hess)",
              "from .rowwise_cuda import (ROW_ELEMENTS, ROW_SECOND_DERIVATIVES, TUPLE_ELEMENTS, rowwise,\n"
              "                           rowwise_grad_hess, tuplewise)\n"]
     for table, elements in (("ELEMENTS", ELEMENTS), ("PAIR_ELEMENTS", PAIR_ELEMENTS),

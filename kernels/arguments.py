@@ -11,6 +11,9 @@ KERNEL_ARGS = {
                 "grad", "partials"),
     "tuplewise": ("y", "a", "b", "c", "d", "o", "C", "weight", "coef", "gscale", "row_out",
                   "ga", "gb", "gc", "gd", "partials"),
+    # grad_hess of a pair element: both gradients and second derivatives
+    "pointwise_pair_hess": ("t", "a", "b", "o", "C", "weight", "coef", "gscale", "row_out",
+                            "ga", "gb", "ha", "hb", "partials"),
     # grad_hess of a row element: the gradient and the Hessian's diagonal
     "rowwise_grad_hess": ("t", "labels", "p", "cw", "o", "C", "weight", "coef", "gscale",
                           "row_out", "grad", "hess", "partials"),

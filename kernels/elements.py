@@ -531,6 +531,8 @@ def gaussian_kl(t, a, b):
 
 
 # -- Second derivatives (grad_hess) --------------------------------------------------------
+# (Those of a pair element return the second derivatives in both predictions, (d2/da2,
+# d2/db2): the Hessian's diagonal.)
 # Each is d/dp of its element's gradient, piece by piece as the element defines the
 # pieces; checked against finite differences of the gradient in tests/test_grad_hess.py.
 
@@ -742,3 +744,30 @@ def sigmoid_focal_hess(t, p, alpha, gamma):
     w = class_balance(t, alpha) if alpha >= T(0.0) else one
     return focal_hess(t, t * c + (one - t) * s, sign * sc, sign * sc * (c - s), w, ce, dce,
                       sc, gamma)
+
+
+@second_derivative(of=margin_ranking)
+def margin_ranking_hess(t, a, b, margin):
+    """Zero almost everywhere (piecewise linear in each score; no boosting objective of
+    this kind to copy)."""
+    zero = type(a)(0.0)
+    return zero, zero
+
+
+@second_derivative(of=gaussian_nll)
+def gaussian_nll_hess(t, a, b, full, eps):
+    """d2/da2 = 1 / v, d2/db2 = d**2 / v**3 - 1 / (2 v**2), v the clamped variance (its
+    clamp not differentiated, as in the gradient)."""
+    T = type(a)
+    v = eps if b < eps else b
+    v = T(_NAN) if b < T(0.0) else v
+    d = a - t
+    inv = T(1.0) / v
+    return inv, (d * d * inv - T(0.5)) * inv * inv
+
+
+@second_derivative(of=gaussian_kl)
+def gaussian_kl_hess(t, a, b):
+    """d2/dmean2 = 1, d2/dlogvar2 = exp(logvar) / 2."""
+    T = type(a)
+    return T(1.0), T(0.5) * exp(b)

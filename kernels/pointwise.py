@@ -81,6 +81,21 @@ def _pair_segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, G
 
 
 @njit(inline="always")
+def _pair_hess_segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
+    """``_pair_segment`` of grad_hess: the bound element returns (d/da, d/db, d2/da2,
+    d2/db2), written (times grad_scale) into grad = (ga, gb, ha, hb); no value."""
+    ts, a, b = t[start:stop], p[0][start:stop], p[1][start:stop]
+    ga, gb = grad[0][start:stop], grad[1][start:stop]
+    ha, hb = grad[2][start:stop], grad[3][start:stop]
+    for i in range(ts.size):
+        da, db, d2a, d2b = elem(ts[i], a[i], b[i], o)
+        ga[i] = da * grad_scale
+        gb[i] = db * grad_scale
+        ha[i] = d2a * grad_scale
+        hb[i] = d2b * grad_scale
+
+
+@njit(inline="always")
 def _sum(losses):
     """sum(losses) in float64 (a slice from 0: see _segment)."""
     s = 0.0
@@ -130,6 +145,21 @@ def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, p
     element returns ``(loss, d/da, d/db)``), writing both gradients ``ga`` and ``gb``."""
     _tasks(_pair_segment, _pair_rescale, elem, t, (a, b), o, C, weight, coef, gscale, row_out, (ga, gb),
            partials, first, last, VALUE, GRAD)
+
+
+@njit(inline="always")
+def _pair_hess_rescale(grad, start, stop, scale):
+    _pair_rescale((grad[0], grad[1]), start, stop, scale)
+    _pair_rescale((grad[2], grad[3]), start, stop, scale)
+
+
+@njit(inline="always")
+def pointwise_pair_hess(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, ha, hb,
+                        partials, first, last):
+    """grad_hess of a pair element: gradients ``ga``, ``gb`` and second derivatives
+    ``ha``, ``hb`` of both predictions, scaled alike (no value)."""
+    _tasks(_pair_hess_segment, _pair_hess_rescale, elem, t, (a, b), o, C, weight, coef, gscale,
+           row_out, (ga, gb, ha, hb), partials, first, last, False, True)
 
 
 @njit

@@ -91,6 +91,25 @@ def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, p
 
 
 @cuda.jit(device=True, inline="always")
+def _apply_pair_hess(elem, t, p, o, i, scale, grad, GRAD):
+    """grad_hess of a pair element: both gradients and second derivatives of element i."""
+    da, db, d2a, d2b = elem(t[i], p[0][i], p[1][i], o)
+    grad[0][i] = da * scale
+    grad[1][i] = db * scale
+    grad[2][i] = d2a * scale
+    grad[3][i] = d2b * scale
+    return 0.0
+
+
+@cuda.jit(device=True, inline="always")
+def pointwise_pair_hess(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, ha, hb,
+                        partials):
+    """Same arguments and meaning as the CPU ``pointwise_pair_hess``."""
+    _tasks(_apply_pair_hess, elem, t, (a, b), o, C, weight, coef, gscale, row_out,
+           (ga, gb, ha, hb), partials, False, True)
+
+
+@cuda.jit(device=True, inline="always")
 def _tasks(apply, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, VALUE, GRAD):
     task = cuda.blockIdx.x
     tid = cuda.threadIdx.x

@@ -19,7 +19,7 @@ def test_bench_times_every_loss_and_writes_json_and_plot(tmp_path, capsys):
     assert timed == {(name, mode) for name in fastloss.LOSSES
                      for mode in ("value", "value_and_grad")} | {
         (name, "grad_hess") for name in ("mse_loss", "binary_cross_entropy_with_logits",
-                                         "sigmoid_focal_loss")}
+                                         "sigmoid_focal_loss", "cross_entropy")}
     for row in doc["rows"]:
         assert row["fastloss_s"] > 0 and row["bytes"] > 0 and np.isfinite(row["pct_copy"])
         assert row["loss"] in table

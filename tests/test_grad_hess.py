@@ -264,3 +264,81 @@ def test_softmax_grad_hess_class_axis_and_out():
         fl.categorical_crossentropy.grad_hess(_ONE_HOT, _softmax(x.T))
     with pytest.raises(TypeError, match="grad_hess is not available for this loss"):
         fl.circle.grad_hess(np.zeros(4), np.zeros((4, 3)))
+
+
+# -- losses of two prediction arrays ------------------------------------------------------
+
+def _pair_arguments(name, rng, shape=(4, 6)):
+    if name == "gaussian_nll_loss":
+        return (rng.standard_normal(shape), rng.standard_normal(shape),
+                rng.uniform(0.2, 2.0, shape)), {"full": True}
+    if name == "gaussian_kl_loss":
+        return (rng.standard_normal(shape), rng.uniform(-1, 1, shape)), {}
+    y = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    return (y, rng.standard_normal(shape), rng.standard_normal(shape)), {"margin": 0.3}
+
+
+def _pair_second_derivatives(name, args):
+    """The formulas' second derivatives in both predictions (float64 NumPy)."""
+    if name == "gaussian_nll_loss":
+        t, a, v = args
+        return 1 / v, (a - t) ** 2 / v ** 3 - 0.5 / v ** 2
+    if name == "gaussian_kl_loss":
+        return np.ones_like(args[0]), 0.5 * np.exp(args[1])
+    return np.zeros_like(args[1]), np.zeros_like(args[2])
+
+
+PAIRS = ["gaussian_nll_loss", "gaussian_kl_loss", "margin_ranking_loss"]
+
+
+@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_pair_second_derivatives(name, reduction, backend):
+    """Both predictions' second derivatives: the formulas' (NumPy), and central
+    differences of grad (the loss is elementwise, so one step of every element at once
+    gives the diagonal); the gradients grad's."""
+    loss = fl.LOSSES[name]
+    args, options = _pair_arguments(name, np.random.default_rng(5))
+    grads, hess = loss.grad_hess(*args, reduction=reduction, **options)
+    expected = loss.grad(*args, reduction=reduction, **options)
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-15, atol=1e-17)
+    scale = 1 / args[-1].size if reduction == "mean" else 1.0
+    for h, formula in zip(hess, _pair_second_derivatives(name, args)):
+        np.testing.assert_allclose(h, scale * formula, rtol=1e-12, atol=1e-15)
+    first = len(args) - 2
+    for k in range(2):
+        step = 1e-6
+        up, down = list(args), list(args)
+        up[first + k] = args[first + k] + step
+        down[first + k] = args[first + k] - step
+        fd = (loss.grad(*up, reduction=reduction, **options)[k]
+              - loss.grad(*down, reduction=reduction, **options)[k]) / (2 * step)
+        np.testing.assert_allclose(hess[k], fd, rtol=1e-6, atol=1e-9)
+
+
+def test_pair_grad_hess_broadcast_out_and_float32():
+    """A broadcast variance's second derivative sums over its broadcast axis (as its
+    gradient does); out=((ga, gb), (ha, hb)) receives all four; float32 as float64."""
+    rng = np.random.default_rng(6)
+    t, a = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    var = rng.uniform(0.5, 2.0, (5, 1))
+    (ga, gb), (ha, hb) = fl.gaussian_nll_loss.grad_hess(t, a, var, reduction="sum")
+    assert gb.shape == hb.shape == (5, 1)
+    np.testing.assert_allclose(hb[:, 0], ((a - t) ** 2 / var ** 3 - 0.5 / var ** 2).sum(1),
+                               rtol=1e-12)
+    out = ((np.empty_like(a), np.empty_like(var)), (np.empty_like(a), np.empty_like(var)))
+    result = fl.gaussian_nll_loss.grad_hess(t, a, var, reduction="sum", out=out)
+    for got, buffer, expected in zip((*result[0], *result[1]), (*out[0], *out[1]),
+                                     (ga, gb, ha, hb)):
+        assert np.shares_memory(got, buffer)
+        np.testing.assert_array_equal(buffer, expected)
+    (_, _), (ha32, hb32) = fl.gaussian_nll_loss.grad_hess(
+        t.astype(np.float32), a.astype(np.float32), var.astype(np.float32), reduction="sum")
+    assert ha32.dtype == np.float32
+    np.testing.assert_allclose(ha32, ha, rtol=2e-6)
+    np.testing.assert_allclose(hb32, hb, rtol=2e-5)
+    with pytest.raises(TypeError, match="tuple of 2 arrays"):
+        fl.gaussian_nll_loss.grad_hess(t, a, var, out=(np.empty_like(a), np.empty_like(a)))
+    with pytest.raises(TypeError, match="grad_hess is not available"):
+        fl.contrastive_loss.grad_hess(np.ones(3), a[:3], a[:3])

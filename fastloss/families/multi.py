@@ -41,7 +41,8 @@ class _Multi(Family):
         kernel = self.kernel_element(loss, request.options, dtype)
         value, grads = self._compute(request, named, dtype, kernel, shapes)
         if grads is not None:
-            grads = tuple(g.reshape(shapes[name]) for g, name in zip(grads, loss.predictions))
+            names = loss.predictions * (2 if request.mode.hess else 1)
+            grads = tuple(g.reshape(shapes[name]) for g, name in zip(grads, names))
         return value, grads
 
     def _run(self, request, family, kernel, targets, inputs, C, layout, grads, plain=False):
@@ -50,7 +51,7 @@ class _Multi(Family):
         call = KernelCall(family, kernel[0], inputs, targets, kernel[1], C, layout.weight,
                           layout.coef, layout.gscale, layout.vscale,
                           want_rows=layout.rows_shape is not None, value=request.want_value,
-                          grads=grads or ())
+                          grads=grads or (), hess=request.mode.hess)
         value, rows = run_kernel(call, request.placement)
         if (plain and request.plannable and request.grad_output is None
                 and self.check_inputs is None):
@@ -124,6 +125,7 @@ class Embeddings(_Multi):
 
 class Elements(_Multi):
     name = "elements"
+    second_derivatives = True  # grad_hess: both predictions' gradients and second derivatives
 
     def _compute(self, request, named, dtype, kernel, shapes):
         name, xp = request.name, request.xp
@@ -145,22 +147,33 @@ class Elements(_Multi):
         layout = torch_layout(name, request.placement, shape, request.reduction,
                               request.grad_output)
         grads = None
+        hess = request.mode.hess
+        # (grad_hess: the gradients, then the second derivatives, of both predictions)
+        outputs = loss.predictions * (2 if hess else 1)
         if request.want_grad:
             grads = tuple(grad_buffer(request, shape, dtype, i)
                           if named[n].shape == shape == shapes[n]
                           else xp.empty(math.prod(shape), dtype)
-                          for i, n in enumerate(loss.predictions))
+                          for i, n in enumerate(outputs))
+            if hess and any(xp.may_share_memory(x, y) for i, x in enumerate(grads)
+                            for y in grads[i + 1:]):
+                raise ValueError(f"{name}: grad_hess's out buffers must not overlap")
         if math.prod(shape) == 0:
             rows, value = layout.empty_values(dtype)
             value = rows if layout.rows_shape is not None else value
+            for g in grads or ():
+                g[...] = 0
         else:
+            if hess and not self.has_grad_hess(kernel[0]):
+                raise TypeError(f"{name}: grad_hess is not available (the {kernel[0]} element "
+                                "has no second derivative)")
             plain = request.plannable and plain_arrays(request.arrays.values(), dtype, shape)
-            value = self._run(request, "pair", kernel, t, (a, b), layout.C, layout, grads,
-                              plain)
+            value = self._run(request, "pair_hess" if hess else "pair", kernel, t, (a, b),
+                              layout.C, layout, grads, plain)
         if grads is not None:
             grads = tuple(self._reduce_to(request, i, g.reshape(shape), named[n].shape,
                                           shapes[n], dtype)
-                          for i, (g, n) in enumerate(zip(grads, loss.predictions)))
+                          for i, (g, n) in enumerate(zip(grads, outputs)))
         return value, grads
 
     @staticmethod
