@@ -220,10 +220,9 @@ def kernel_args(call, rows, grads, partials, gscale, dev, new):
     empty = new(0, dtype)
     inputs = list(call.inputs)
     grads = list(grads)
-    if call.family == "tuple":  # (four slots; y is the first)
-        pad = TUPLE_SLOTS - len(inputs)
-        inputs += [empty] * pad
-        grads += [empty] * pad
+    if call.family == "tuple":  # (four slots; y is the first; grad_hess: ga, gb, ha, hb)
+        inputs += [empty] * (TUPLE_SLOTS - len(inputs))
+        grads += [empty] * (TUPLE_SLOTS - len(grads))
     named = {"t": call.targets if call.targets is not None else empty,
              "y": call.targets if call.targets is not None else empty,
              "labels": call.labels if call.labels is not None else new(0, np.int64),

@@ -219,7 +219,7 @@ class LossSpec:
             lines += ["", f"Also {self.name}.grad(...), the gradient as a vector-Jacobian "
                           f"product, and {self.name}.value_and_grad(...), both in one pass"
                           + (f"; {self.name}.grad_hess(...), gradient and second derivatives."
-                             if self.family == "pointwise" else ".")]
+                             if self.family in ("pointwise", "elements") else ".")]
         return "\n".join(lines)
 
     def table_row(self) -> str:

@@ -186,24 +186,33 @@ def pair_grad_hess_cpu(name, fn, hess, kernel_elements):
 ROW_HESS_ARGS = ", ".join(KERNEL_ARGS["rowwise_grad_hess"])
 
 
-def row_grad_hess_binder(name, prefix=""):
-    """``bind_<element>_grad_hess``: a row element's second derivative (ROW_SECOND_DERIVATIVES)
-    called as the row body calls an element, ``g`` being the pair (gradient row, second
-    derivative row)."""
+def row_grad_hess_binder(family, name, prefix=""):
+    """``bind_<element>_grad_hess``: a row or tuple element's second derivative
+    (ROW_SECOND_DERIVATIVES) called as its body calls an element: for a row element ``g``
+    is the pair (gradient row, second-derivative row), for a tuple element the slots
+    (ga, gb, ha, hb)."""
     fn = ROW_SECOND_DERIVATIVES[name]
-    given = {p: p for p in ELEMENT_CALLS["rowwise"] if p not in ("o", "GRAD")}
-    passed, _ = bound_arguments(fn, {**given, "g": "g[0]", "h": "g[1]"})
-    return [f"def {prefix}bind_{name}_grad_hess({', '.join(ELEMENT_CALLS['rowwise'])}):",
+    given = {p: p for p in ELEMENT_CALLS[family] if p not in ("o", "GRAD")}
+    if family == "rowwise":
+        given.update(g="g[0]", h="g[1]")
+    passed, _ = bound_arguments(fn, given)
+    return [f"def {prefix}bind_{name}_grad_hess({', '.join(ELEMENT_CALLS[family])}):",
             f"    return {fn.__name__}({', '.join(passed)})\n"]
 
 
-def row_grad_hess_cpu(name, kernel_elements):
-    """``<element>_grad_hess_{serial,parallel}`` of a row element: the rowwise_grad_hess body."""
+def row_grad_hess_cpu(family, name, kernel_elements):
+    """``<element>_grad_hess_{serial,parallel}`` of a row element (the rowwise_grad_hess
+    body) or a tuple element (the tuplewise body, its four gradient slots ga, gb, ha, hb)."""
     kernel_elements.update((f"{name}_grad_hess_{suffix}", f"{name}_grad_hess")
                            for suffix in ("serial", "parallel"))
-    body = (f"    rowwise_grad_hess(bind_{name}_grad_hess, {ROW_HESS_ARGS}, first, last)\n")
-    return ["", *row_grad_hess_binder(name, prefix="_"),
-            CPU_KERNELS.format(kernel=f"{name}_grad_hess", args=ROW_HESS_ARGS, body=body,
+    if family == "rowwise":
+        args = ROW_HESS_ARGS
+        body = f"    rowwise_grad_hess(bind_{name}_grad_hess, {args}, first, last)\n"
+    else:
+        args = ", ".join(KERNEL_ARGS[family])
+        body = f"    tuplewise(bind_{name}_grad_hess, {args}, first, last, False, True)\n"
+    return ["", *row_grad_hess_binder(family, name, prefix="_"),
+            CPU_KERNELS.format(kernel=f"{name}_grad_hess", args=args, body=body,
                                value=False, total="rows_total")]
 
 
@@ -230,8 +239,8 @@ def cpu_element(family, name, fn, kernel_elements, hess=None):
     if hess is not None:
         make = pair_grad_hess_cpu if family == "pointwise_pair" else grad_hess_cpu
         lines += make(name, fn, hess, kernel_elements)
-    if family == "rowwise" and name in ROW_SECOND_DERIVATIVES:
-        lines += row_grad_hess_cpu(name, kernel_elements)
+    if name in ROW_SECOND_DERIVATIVES:
+        lines += row_grad_hess_cpu(family, name, kernel_elements)
     return lines
 
 
@@ -253,9 +262,13 @@ def cuda_element(family, name, fn, hess=None):
                   "", "@cuda.jit", f"def {name}_grad_hess({PAIR_ARGS}):",
                   f"    pointwise_pair(bind_{name}_grad_hess, {PAIR_ARGS}, False, True)\n"]
     if family == "rowwise" and name in ROW_SECOND_DERIVATIVES:
-        lines += ["", "@cuda.jit(device=True)", *row_grad_hess_binder(name),
+        lines += ["", "@cuda.jit(device=True)", *row_grad_hess_binder(family, name),
                   "", "@cuda.jit", f"def {name}_grad_hess({ROW_HESS_ARGS}):",
                   f"    rowwise_grad_hess(bind_{name}_grad_hess, {ROW_HESS_ARGS})\n"]
+    elif name in ROW_SECOND_DERIVATIVES:
+        lines += ["", "@cuda.jit(device=True)", *row_grad_hess_binder(family, name),
+                  "", "@cuda.jit", f"def {name}_grad_hess({args}):",
+                  f"    tuplewise(bind_{name}_grad_hess, {args}, False, True)\n"]
     return lines
 
 

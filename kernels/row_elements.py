@@ -67,9 +67,11 @@ def loop_helper(fn):
     return njit(inline="always")(fn)
 
 
-# Second derivatives of row elements, for grad_hess: {element: function}, each taking the
-# element's parameters with ``g, h`` (gradient and Hessian-diagonal rows) for ``g`` and
-# no GRAD flag, writing both (scaled by ``scale``) and returning the row's loss.
+# Second derivatives of row and tuple elements, for grad_hess: {element: function}, each
+# taking the element's parameters without the GRAD flag and writing the gradient and the
+# Hessian's diagonal (scaled by ``scale``), returning the row's loss.  A row element's
+# takes ``g, h`` (the gradient and second-derivative rows) for ``g``; a tuple element's
+# (of two predictions) ``g = (ga, gb, ha, hb)``.
 ROW_SECOND_DERIVATIVES = {}
 
 
@@ -721,6 +723,18 @@ def contrastive(y, x, margin, eps, g, scale, lane, lanes, shared, GRAD):
     """The contrastive loss of Siamese pairs (label 1: similar):
     y d**2 + (1 - y) max(margin - d, 0)**2, d = ||x1 - x2 + eps|| (PyTorch's
     pairwise_distance, so the gradient is finite for identical vectors)."""
+    return contrastive_row(y, x, margin, eps, g, scale, lane, lanes, shared, GRAD, False)
+
+
+@row_second_derivative(of=contrastive)
+def contrastive_hess(y, x, margin, eps, g, scale, lane, lanes, shared):
+    """d2/dx1_j2 = d2/dx2_j2 = c + 2 (1 - y) margin u_j**2 / d**3 where the margin term
+    is active, c = 2 (y - (1 - y) h / d) the gradient's factor, u = x1 - x2 + eps."""
+    return contrastive_row(y, x, margin, eps, g, scale, lane, lanes, shared, True, True)
+
+
+@loop_helper
+def contrastive_row(y, x, margin, eps, g, scale, lane, lanes, shared, GRAD, HESS):
     a, b = x[0], x[1]
     T = type(margin)
     d = T(p_distance(a, b, T(2.0), eps, shared, lane, lanes))
@@ -731,10 +745,18 @@ def contrastive(y, x, margin, eps, g, scale, lane, lanes, shared, GRAD):
         # d loss / d (x1 - x2) = 2 (y - (1 - y) h / d) (x1 - x2 + eps)
         pull = (T(1.0) - y) * h / d if d > T(0.0) else T(0.0)
         c = T(2.0 * scale) * (y - pull)
+        # (HESS: the pull's own slope, where the margin term is active)
+        w = T(2.0 * scale) * (T(1.0) - y) * margin / (d * d * d) if (
+            HESS and h > T(0.0) and d > T(0.0)) else T(0.0)
         for j in range(lane, a.size, lanes):
-            v = c * (a[j] - b[j] + eps)
+            u = a[j] - b[j] + eps
+            v = c * u
             ga[j] = v
             gb[j] = -v
+            if HESS:
+                curvature = c + w * u * u
+                g[2][j] = curvature
+                g[3][j] = curvature
     return loss
 
 
@@ -747,6 +769,19 @@ def cosine_embedding(y, x, margin, g, scale, lane, lanes, shared, GRAD):
     """PyTorch's cosine_embedding_loss: 1 - cos(x1, x2) for y = 1,
     max(0, cos - margin) for y = -1, 0 for any other label;
     cos = x1.x2 / sqrt((|x1|**2 + 1e-12) (|x2|**2 + 1e-12))."""
+    return cosine_embedding_row(y, x, margin, g, scale, lane, lanes, shared, GRAD, False)
+
+
+@row_second_derivative(of=cosine_embedding)
+def cosine_embedding_hess(y, x, margin, g, scale, lane, lanes, shared):
+    """The loss is linear in cos on each piece, so d2/dx1_j2 = dcos * d2cos/dx1_j2 with
+    d2cos/dx1_j2 = -(x1_j x2_j / (den m1) + q_j x1_j / m1 + cos / m1) + 2 cos x1_j**2 / m1**2,
+    q_j = dcos/dx1_j, m1 = |x1|**2 + 1e-12, den = sqrt(m1 m2) (x2 alike)."""
+    return cosine_embedding_row(y, x, margin, g, scale, lane, lanes, shared, True, True)
+
+
+@loop_helper
+def cosine_embedding_row(y, x, margin, g, scale, lane, lanes, shared, GRAD, HESS):
     a, b = x[0], x[1]
     T = type(margin)
     s12 = 0.0
@@ -775,6 +810,17 @@ def cosine_embedding(y, x, margin, g, scale, lane, lanes, shared, GRAD):
         for j in range(lane, a.size, lanes):
             ga[j] = c * b[j] - ca * a[j]
             gb[j] = c * a[j] - cb * b[j]
+        if HESS:
+            k = scale * dcos
+            for j in range(lane, a.size, lanes):
+                aj = float(a[j])
+                bj = float(b[j])
+                qa = bj / den - cos * aj / m1
+                qb = aj / den - cos * bj / m2
+                g[2][j] = T(k * (2.0 * cos * aj * aj / (m1 * m1)
+                                 - (aj * bj / (den * m1) + qa * aj / m1 + cos / m1)))
+                g[3][j] = T(k * (2.0 * cos * bj * bj / (m2 * m2)
+                                 - (aj * bj / (den * m2) + qb * bj / m2 + cos / m2)))
     return loss
 
 

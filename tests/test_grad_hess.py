@@ -340,5 +340,54 @@ def test_pair_grad_hess_broadcast_out_and_float32():
     np.testing.assert_allclose(hb32, hb, rtol=2e-5)
     with pytest.raises(TypeError, match="tuple of 2 arrays"):
         fl.gaussian_nll_loss.grad_hess(t, a, var, out=(np.empty_like(a), np.empty_like(a)))
-    with pytest.raises(TypeError, match="grad_hess is not available"):
-        fl.contrastive_loss.grad_hess(np.ones(3), a[:3], a[:3])
+
+
+EMBEDDING_PAIRS = {
+    "contrastive_loss": lambda rng: ((rng.random(5) < 0.5).astype(np.float64),
+                                     rng.standard_normal((5, 4)), rng.standard_normal((5, 4)),
+                                     {"margin": 2.5}),
+    "cosine_embedding_loss": lambda rng: (np.array([1.0, -1.0, 1.0, -1.0, -1.0]),
+                                          rng.standard_normal((5, 4)),
+                                          rng.standard_normal((5, 4)), {"margin": -0.5}),
+}
+
+
+@pytest.mark.parametrize("name", list(EMBEDDING_PAIRS))
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_embedding_pair_second_derivatives(name, reduction, backend):
+    """The Hessian's diagonal of the losses of two embeddings against central differences
+    of grad, one feature at a time (a row's features are coupled); gradients grad's."""
+    loss = fl.LOSSES[name]
+    y, x1, x2, options = EMBEDDING_PAIRS[name](np.random.default_rng(7))
+    (g1, g2), (h1, h2) = loss.grad_hess(y, x1, x2, reduction=reduction, **options)
+    e1, e2 = loss.grad(y, x1, x2, reduction=reduction, **options)
+    np.testing.assert_allclose(g1, e1, rtol=1e-15, atol=1e-17)
+    np.testing.assert_allclose(g2, e2, rtol=1e-15, atol=1e-17)
+    if name == "contrastive_loss":  # (both margin terms active and inactive are drawn)
+        d = np.linalg.norm(x1 - x2 + 1e-6, axis=1)
+        assert ((d < 2.5) & (y == 0)).any() and ((d > 2.5) & (y == 0)).any()
+    step = 1e-6
+    for k, (x, h) in enumerate(((x1, h1), (x2, h2))):
+        for i in range(x.shape[0]):
+            for j in range(x.shape[1]):
+                up, down = x.copy(), x.copy()
+                up[i, j] += step
+                down[i, j] -= step
+                args_up = (y, up, x2) if k == 0 else (y, x1, up)
+                args_down = (y, down, x2) if k == 0 else (y, x1, down)
+                fd = (loss.grad(*args_up, reduction=reduction, **options)[k][i, j]
+                      - loss.grad(*args_down, reduction=reduction, **options)[k][i, j]) / (
+                          2 * step)
+                np.testing.assert_allclose(h[i, j], fd, rtol=1e-5, atol=1e-8)
+
+
+def test_embedding_pair_grad_hess_float32_and_refusals():
+    y, x1, x2, options = EMBEDDING_PAIRS["cosine_embedding_loss"](np.random.default_rng(8))
+    _, (h1, h2) = fl.cosine_embedding_loss.grad_hess(y, x1, x2, **options)
+    _, (f1, f2) = fl.cosine_embedding_loss.grad_hess(y, x1.astype(np.float32),
+                                                     x2.astype(np.float32), **options)
+    assert f1.dtype == np.float32
+    np.testing.assert_allclose(f1, h1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(f2, h2, rtol=1e-4, atol=1e-6)
+    with pytest.raises(TypeError, match="two arrays"):
+        fl.triplet_margin_loss.grad_hess(x1, x1, x2)

@@ -80,6 +80,7 @@ def _plan(request, call, layout):
 
 
 class Embeddings(_Multi):
+    second_derivatives = True  # grad_hess of the losses of two embeddings
     name = "embeddings"
 
     def _compute(self, request, named, dtype, kernel, shapes):
@@ -110,10 +111,21 @@ class Embeddings(_Multi):
         layout = torch_rows_layout(name, xp, values_shape, request.reduction,
                                    request.grad_output)
         grads = None
-        if request.want_grad:
-            grads = tuple(grad_buffer(request, shape, dtype, i) for i in range(len(preds)))
+        hess = request.mode.hess
+        if hess and (len(preds) != 2 or not self.has_grad_hess(kernel[0])):
+            raise TypeError(f"{name}: grad_hess is not available (second derivatives exist for "
+                            "the embedding losses of two arrays: contrastive_loss, "
+                            "cosine_embedding_loss)")
+        if request.want_grad:  # (grad_hess: both gradients, then both second derivatives)
+            grads = tuple(grad_buffer(request, shape, dtype, i)
+                          for i in range(len(preds) * (2 if hess else 1)))
+            if hess and any(xp.may_share_memory(x, y) for i, x in enumerate(grads)
+                            for y in grads[i + 1:]):
+                raise ValueError(f"{name}: grad_hess's out buffers must not overlap")
         if math.prod(values_shape) == 0:
             value = layout.empty_values(dtype)[1 if layout.rows_shape is None else 0]
+            for g in grads or ():
+                g[...] = 0
         else:
             plain = request.plannable and plain_arrays(
                 [request.arrays[n] for n in loss.predictions], dtype, shape) and (
