@@ -116,6 +116,17 @@ class Loss:
     def __call__(self, *arrays, **kwargs):
         return self._compute(VALUE, arrays, kwargs)
 
+    def value_shape(self, *shapes, reduction="default", **options):
+        """The shape of the value for arrays of these shapes (in the order of the loss's
+        inputs), without computing it: () for a reducing reduction; None where the
+        loss's family cannot tell it from shapes alone (the overlap and pairwise losses'
+        unreduced values)."""
+        reduction = self.check_reduction(reduction)
+        if reduction != "none":
+            return ()
+        checked = self.check_options(options)
+        return self.family.value_shape(self, dict(zip(self.inputs, shapes)), checked)
+
     def __repr__(self):
         return f"<fastloss.{self.name} ({self.convention})>"
 

@@ -17,14 +17,16 @@ gradient; the backward pass multiplies it by the incoming cotangent when that is
 scalar (the common ``loss.backward()``), and runs the gradient kernel with the cotangent
 otherwise (unreduced losses).  CPU tensors reach the kernels without a copy
 (``Tensor.numpy()``); CUDA tensors go through DLPack to CuPy and the CUDA kernels, on
-PyTorch's current stream (not yet checked on a GPU).  The gradient is not itself
-differentiable: a double backward raises.  PyTorch's deprecated ``size_average`` and
+PyTorch's current stream (not yet checked on a GPU).  The losses are ``torch.library``
+custom ops, so ``torch.compile`` traces through them without a graph break.  The gradient
+is not itself differentiable: a double backward raises.  PyTorch's deprecated ``size_average`` and
 ``reduce`` are not taken.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
 import torch
@@ -72,55 +74,127 @@ def _to_tensor(x, like):
     return torch.from_numpy(np.asarray(x))
 
 
-class _FusedLoss(torch.autograd.Function):
-    """The value from the fused kernel, the gradient kept for the backward pass."""
-
-    @staticmethod
-    def forward(ctx, loss, kwargs, *tensors):
-        arrays = [_to_array(t) for t in tensors]
-        positions = [loss.inputs.index(p) for p in loss.predictions]
-        wanted = [ctx.needs_input_grad[2 + i] for i in positions]
-        ctx.loss, ctx.kwargs, ctx.positions = loss, kwargs, positions
-        ctx.save_for_backward(*tensors)
-        like = tensors[positions[0]]
-        if any(wanted):
-            value, grads = loss.value_and_grad(*arrays, **kwargs)
-            grads = grads if isinstance(grads, tuple) else (grads,)
-            ctx.grads = tuple(_to_tensor(g, like) for g in grads)
-        else:
-            value = loss(*arrays, **kwargs)
-            ctx.grads = None
-        return _to_tensor(np.asarray(value) if not like.is_cuda else value, like)
-
-    @staticmethod
-    def backward(ctx, cotangent):
-        loss = ctx.loss
-        if torch.is_grad_enabled():  # (create_graph=True: a gradient to differentiate again)
-            raise RuntimeError(f"fastloss.torch.{loss.name}: double backward (create_graph=True) "
-                               "is not supported: the gradient comes from a fused kernel and is "
-                               "not itself differentiable")
-        if cotangent.dim() == 0 or ctx.grads is None:
-            grads = ctx.grads if ctx.grads is not None else _recompute(ctx, cotangent)
-            if cotangent.dim() == 0:
-                grads = tuple(g * cotangent.to(g.dtype) for g in grads)
-        else:  # an unreduced value's cotangent: the gradient kernel with it
-            grads = _recompute(ctx, cotangent)
-        result = [None] * len(loss.inputs)
-        for position, grad in zip(ctx.positions, grads):
-            if ctx.needs_input_grad[2 + position]:
-                result[position] = grad
-        return (None, None, *result)
+def _loss_named(name):
+    from .define import DEFINED
+    return LOSSES[name] if name in LOSSES else DEFINED[name]
 
 
-def _recompute(ctx, cotangent):
-    tensors = ctx.saved_tensors
-    arrays = [_to_array(t) for t in tensors]
-    kwargs = dict(ctx.kwargs)
-    if cotangent.dim() > 0:
-        kwargs["grad_output"] = _to_array(cotangent)
-    grads = ctx.loss.grad(*arrays, **kwargs)
-    like = tensors[ctx.positions[0]]
-    return tuple(_to_tensor(g, like) for g in (grads if isinstance(grads, tuple) else (grads,)))
+def _call_arguments(name, tensors, options, option_tensors):
+    """(loss, its arrays, its keyword arguments) of an op's inputs: scalar options as JSON,
+    array options (weight, sample_weight, ...) as tensors named in the JSON's "_arrays"."""
+    loss = _loss_named(name)
+    kwargs = json.loads(options)
+    names = kwargs.pop("_arrays")
+    kwargs.update({n: _to_array(t) for n, t in zip(names, option_tensors)})
+    return loss, [_to_array(t) for t in tensors], kwargs
+
+
+def _as_list(grads):
+    return list(grads) if isinstance(grads, tuple) else [grads]
+
+
+# The ops: registered with PyTorch (torch.library) so that torch.compile traces through a
+# loss (their fake implementations give the results' shapes from the inputs' shapes,
+# Loss.value_shape) and autograd differentiates it (register_autograd below).
+
+@torch.library.custom_op("fastloss::value_and_grad", mutates_args=())
+def _value_and_grad(name: str, tensors: list[torch.Tensor], options: str,
+                    option_tensors: list[torch.Tensor], want_grad: bool) -> list[torch.Tensor]:
+    """[value] or [value, gradient of each prediction] from one fused kernel."""
+    loss, arrays, kwargs = _call_arguments(name, tensors, options, option_tensors)
+    like = tensors[loss.inputs.index(loss.predictions[0])]
+    if not want_grad:
+        return [_to_tensor(loss(*arrays, **kwargs), like)]
+    value, grads = loss.value_and_grad(*arrays, **kwargs)
+    return [_to_tensor(value, like), *(_to_tensor(g, like) for g in _as_list(grads))]
+
+
+@torch.library.custom_op("fastloss::grad", mutates_args=())
+def _grad(name: str, tensors: list[torch.Tensor], options: str,
+          option_tensors: list[torch.Tensor], cotangent: torch.Tensor) -> list[torch.Tensor]:
+    """The gradient of each prediction for a cotangent of the (unreduced) value."""
+    loss, arrays, kwargs = _call_arguments(name, tensors, options, option_tensors)
+    like = tensors[loss.inputs.index(loss.predictions[0])]
+    grads = loss.grad(*arrays, grad_output=_to_array(cotangent), **kwargs)
+    return [_to_tensor(g, like) for g in _as_list(grads)]
+
+
+def _fake_grads(loss, tensors):
+    dtype = torch.promote_types(*(tensors[loss.inputs.index(p)].dtype for p in loss.predictions)) \
+        if len(loss.predictions) > 1 else tensors[loss.inputs.index(loss.predictions[0])].dtype
+    return dtype, [tensors[loss.inputs.index(p)].new_empty(
+        tensors[loss.inputs.index(p)].shape, dtype=dtype) for p in loss.predictions]
+
+
+@_value_and_grad.register_fake
+def _(name, tensors, options, option_tensors, want_grad):
+    loss = _loss_named(name)
+    kwargs = json.loads(options)
+    for array_option in (*kwargs.pop("_arrays"), "sample_weight"):  # (no bearing on shapes)
+        kwargs.pop(array_option, None)
+    shape = loss.value_shape(*(t.shape for t in tensors), **kwargs)
+    if shape is None:
+        raise NotImplementedError(f"fastloss.torch.{name}: its unreduced value's shape is not "
+                                  "known before it runs; torch.compile needs a reduction")
+    dtype, grads = _fake_grads(loss, tensors)
+    value = tensors[0].new_empty(shape, dtype=dtype)
+    return [value, *grads] if want_grad else [value]
+
+
+@_grad.register_fake
+def _(name, tensors, options, option_tensors, cotangent):
+    return _fake_grads(_loss_named(name), tensors)[1]
+
+
+def _setup_context(ctx, inputs, output):
+    name, tensors, options, option_tensors, want_grad = inputs
+    ctx.name, ctx.options, ctx.n_tensors = name, options, len(tensors)
+    ctx.grads = output[1:]
+    ctx.save_for_backward(*tensors, *option_tensors)
+
+
+def _backward(ctx, output_cotangents):
+    loss = _loss_named(ctx.name)
+    if torch.is_grad_enabled():  # (create_graph=True: a gradient to differentiate again)
+        raise RuntimeError(f"fastloss.torch.{loss.name}: double backward (create_graph=True) "
+                           "is not supported: the gradient comes from a fused kernel and is "
+                           "not itself differentiable")
+    cotangent = output_cotangents[0]
+    saved = ctx.saved_tensors
+    tensors, option_tensors = list(saved[:ctx.n_tensors]), list(saved[ctx.n_tensors:])
+    if cotangent is None:
+        return None, [None] * len(tensors), None, None, None
+    if cotangent.dim() == 0 and ctx.grads:
+        grads = [g * cotangent.to(g.dtype) for g in ctx.grads]
+    else:  # an unreduced value's cotangent: the gradient kernel with it
+        grads = _grad(ctx.name, tensors, ctx.options, option_tensors, cotangent)
+    result = [None] * len(tensors)
+    for p, g in zip(loss.predictions, grads):
+        result[loss.inputs.index(p)] = g
+    return None, result, None, [None] * len(option_tensors), None
+
+
+torch.library.register_autograd("fastloss::value_and_grad", _backward,
+                                setup_context=_setup_context)
+
+
+@torch.compiler.assume_constant_result  # (torch.compile runs it while tracing: constants in)
+def _encode(scalars, array_names):
+    """The ops' options argument: the scalar options as JSON, the array options' names."""
+    return json.dumps({**dict(scalars), "_arrays": list(array_names)})
+
+
+def _apply(loss, options, tensors):
+    """The loss's value, differentiable in its predictions."""
+    scalars = {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()
+               if not isinstance(v, (torch.Tensor, np.ndarray))}  # (sample_weight=None too)
+    arrays = {k: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v))
+              for k, v in options.items() if isinstance(v, (torch.Tensor, np.ndarray))}
+    encoded = _encode(tuple(scalars.items()), tuple(arrays))
+    want_grad = torch.is_grad_enabled() and any(
+        tensors[loss.inputs.index(p)].requires_grad for p in loss.predictions)
+    return _value_and_grad(loss.name, list(tensors), encoded, list(arrays.values()),
+                           want_grad)[0]
 
 
 def _function(loss):
@@ -144,10 +218,7 @@ def _function(loss):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"fastloss.torch.{loss.name}: {name} must be a torch.Tensor, "
                                 f"got {type(x).__name__}")
-        options = {k: (_to_array(v) if isinstance(v, torch.Tensor) else v)
-                   for k, v in values.items()}
-        ordered = [tensors[name] for name in loss.inputs]
-        return _FusedLoss.apply(loss, options, *ordered)
+        return _apply(loss, values, [tensors[name] for name in loss.inputs])
 
     fn.__name__ = fn.__qualname__ = loss.name
     fn.__signature__ = signature

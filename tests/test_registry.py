@@ -158,3 +158,20 @@ def test_every_contract_test_covers_every_loss():
     assert set(test_properties.NAMES) == set(fl.LOSSES)
     assert set(test_bad_input.SUBJECTS) == set(fl.LOSSES)
     assert set(test_reliability.NAMES) == set(fl.LOSSES)
+
+
+def test_value_shape_is_the_values_shape():
+    """Loss.value_shape (what framework front ends allocate ahead of a call) equals the
+    shape of the value computed, for every loss, unreduced and reduced."""
+    from fastloss._bench import arguments
+    rng = np.random.default_rng(0)
+    for name, loss in fl.LOSSES.items():
+        # (the sample arguments put classes last: rank 3 for Keras's layout only)
+        for shape in ((4, 6), (2, 3, 6)) if loss.convention == "keras" else ((4, 6), (5, 3)):
+            args = arguments(name, rng.uniform(0.05, 0.95, shape), rng.uniform(0.05, 0.95, shape))
+            if "none" in loss.spec.reductions:
+                expected = loss.value_shape(*(np.shape(a) for a in args), reduction="none")
+                if expected is not None:
+                    assert np.shape(loss(*args, reduction="none")) == expected, (name, shape)
+            reduced = [r for r in loss.spec.reductions if r not in ("none", None)][0]
+            assert loss.value_shape(*(np.shape(a) for a in args), reduction=reduced) == ()

@@ -163,3 +163,23 @@ def test_float32_no_copy_and_errors():
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(flt.cross_entropy(x, torch.tensor([0, 1, 2, 0])), x,
                             create_graph=True)
+
+
+def test_torch_compile_traces_the_loss_without_graph_breaks():
+    """fullgraph=True fails on any graph break; the compiled function's value and
+    gradients equal eager's (a reduced and an unreduced loss, a module with a weight)."""
+    x = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (8,))
+    w = torch.linspace(0.5, 2.0, 5, dtype=torch.float64)
+
+    def step(x, y):
+        unreduced = flt.mean_squared_error(torch.zeros_like(x), x)  # Keras: per sample
+        return flt.cross_entropy(x, y, weight=w, label_smoothing=0.1) * 2 + (
+            unreduced * torch.arange(8.0, dtype=x.dtype)).sum()
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    value = compiled(x, y)
+    (grad,) = torch.autograd.grad(value, x)
+    expected = step(x, y)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-14, atol=1e-14)

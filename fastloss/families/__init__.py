@@ -42,6 +42,12 @@ class Family(ABC):
         numbers = [dtype.type(named[n]) for n in names]
         return element, tuple(numbers + [dtype.type(0)] * (OPTION_SLOTS - len(numbers)))
 
+    def value_shape(self, loss, shapes, options):
+        """The shape of the unreduced value (reduction "none") for inputs of ``shapes``
+        (by input name) and checked ``options``, without computing it; None where the
+        family cannot tell it from shapes alone."""
+        return None
+
     @staticmethod
     def has_grad_hess(element):
         """Whether ``element`` has grad_hess kernels (a second derivative)."""

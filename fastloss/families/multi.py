@@ -83,6 +83,9 @@ class Embeddings(_Multi):
     second_derivatives = True  # grad_hess of the losses of two embeddings
     name = "embeddings"
 
+    def value_shape(self, loss, shapes, options):
+        return tuple(shapes[loss.predictions[0]])[:-1]
+
     def _compute(self, request, named, dtype, kernel, shapes):
         name, xp = request.name, request.xp
         loss = request.loss
@@ -138,6 +141,9 @@ class Embeddings(_Multi):
 class Elements(_Multi):
     name = "elements"
     second_derivatives = True  # grad_hess: both predictions' gradients and second derivatives
+
+    def value_shape(self, loss, shapes, options):
+        return tuple(np.broadcast_shapes(*(tuple(shapes[n]) for n in loss.inputs)))
 
     def _compute(self, request, named, dtype, kernel, shapes):
         name, xp = request.name, request.xp

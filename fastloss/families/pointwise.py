@@ -43,6 +43,15 @@ class Pointwise(Family):
         # to a binary loss) that broadcasting would turn into a wrong number.
         self.same_shape = same_shape
 
+    def value_shape(self, loss, shapes, options):
+        p_shape = tuple(shapes["y_pred"])
+        if loss.convention != "keras":
+            return p_shape
+        p_shape = p_shape or (1,)
+        _, p_shape = squeeze_or_expand_to_same_rank(tuple(shapes["y_true"]), p_shape)
+        axis = options.get("axis", -1) % len(p_shape)
+        return p_shape[:axis] + p_shape[axis + 1:]
+
     def compute(self, request):
         if request.reduction == "batchmean":
             return self._batchmean(request)

@@ -47,6 +47,11 @@ class Rows(Family):
         self.torch_mean = torch_mean
         self.parts = parts
 
+    def value_shape(self, loss, shapes, options):
+        p_shape = tuple(shapes["y_pred"])
+        axis = self._class_axis(loss.name, loss.convention, options, len(p_shape))
+        return p_shape[:axis] + p_shape[axis + 1:]
+
     def compute(self, request):
         name, placement, xp = request.name, request.placement, request.xp
         loss = request.loss
