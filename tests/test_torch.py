@@ -77,10 +77,29 @@ def test_value_and_gradient_equal_torch_functional(name, reduction):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def _fastloss_order_arguments(name, rng):
+    """Arguments of a loss that keeps fastloss's order (labels first), from the bench's
+    sample data."""
+    from fastloss._bench import arguments
+    loss = fl.LOSSES[name]
+    args = [torch.as_tensor(np.asarray(a)) for a in arguments(
+        name, rng.uniform(0.05, 0.95, (6, 4)), rng.uniform(0.05, 0.95, (6, 4)))]
+    args = [a.double() if a.dtype.is_floating_point else a for a in args]
+    return args, {}, tuple(loss.inputs.index(p) for p in loss.predictions)
+
+
+# (a loss of every family: pointwise, rows, elements, embeddings, overlap, pairwise)
 @pytest.mark.parametrize("name", ["mse_loss", "cross_entropy", "gaussian_nll_loss",
-                                  "triplet_margin_loss", "kl_div", "cosine_embedding_loss"])
+                                  "triplet_margin_loss", "kl_div", "cosine_embedding_loss",
+                                  "dice", "circle", "ntxent", "quadruplet_loss",
+                                  "categorical_focal_crossentropy"])
 def test_gradcheck(name):
-    args, options, differentiable = _arguments(name, np.random.default_rng(1))
+    rng = np.random.default_rng(1)
+    args, options, differentiable = (_arguments(name, rng) if name in TORCH_NAMED
+                                     else _fastloss_order_arguments(name, rng))
+    if name in ("dice", "circle", "ntxent", "categorical_focal_crossentropy"):
+        options = {"reduction": "sum_over_batch_size" if fl.LOSSES[name].convention == "keras"
+                   else "mean"}
 
     def f(*diff):
         full = list(args)
