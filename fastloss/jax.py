@@ -17,7 +17,6 @@ on a GPU are refused (the callback runs on the host; the CUDA kernels take CuPy 
 from __future__ import annotations
 
 import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -104,13 +103,7 @@ def _is_array_option(loss, name):
 
 
 def _function(loss):
-    P = inspect.Parameter
-    params = [P(name, P.POSITIONAL_OR_KEYWORD) for name in loss.inputs]
-    if loss.spec.takes_sample_weight:
-        params.append(P("sample_weight", P.KEYWORD_ONLY, default=None))
-    params.append(P("reduction", P.KEYWORD_ONLY, default=loss.spec.default_reduction))
-    params += [P(o.name, P.KEYWORD_ONLY, default=o.default) for o in loss.options]
-    signature = inspect.Signature(params)
+    signature = loss.spec.signature()
 
     def fn(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)

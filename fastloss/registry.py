@@ -154,11 +154,13 @@ class LossSpec:
 
     # -- derived: signatures and docs ---------------------------------------------------
 
-    def parameters(self, grad=False, classes=False):
-        """The call's parameters: the arrays positionally, then keyword-only
-        sample_weight (Keras), reduction, grad_output/out (gradients) and the options."""
+    def parameters(self, grad=False, classes=False, inputs=None):
+        """The call's parameters: the arrays positionally (named ``inputs``, default the
+        spec's), then keyword-only sample_weight (Keras), reduction, grad_output/out
+        (gradients) and the options."""
         P = inspect.Parameter
-        params = [] if classes else [P(n, P.POSITIONAL_OR_KEYWORD) for n in self.inputs]
+        inputs = self.inputs if inputs is None else inputs
+        params = [] if classes else [P(n, P.POSITIONAL_OR_KEYWORD) for n in inputs]
         kw = P.KEYWORD_ONLY
         if self.takes_sample_weight and not classes:
             params.append(P("sample_weight", kw, default=None))

@@ -201,13 +201,7 @@ def _function(loss):
     """The torch function of ``loss``: its arrays in the public order, then its options
     and reduction (and sample_weight for a Keras-convention loss) by keyword."""
     public = _public_inputs(loss)
-    P = inspect.Parameter
-    params = [P(name, P.POSITIONAL_OR_KEYWORD) for name, _ in public]
-    if loss.spec.takes_sample_weight:
-        params.append(P("sample_weight", P.KEYWORD_ONLY, default=None))
-    params.append(P("reduction", P.KEYWORD_ONLY, default=loss.spec.default_reduction))
-    params += [P(o.name, P.KEYWORD_ONLY, default=o.default) for o in loss.options]
-    signature = inspect.Signature(params)
+    signature = inspect.Signature(loss.spec.parameters(inputs=[name for name, _ in public]))
 
     def fn(*args, **kwargs):
         bound = signature.bind(*args, **kwargs)
