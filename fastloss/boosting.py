@@ -47,8 +47,8 @@ class Objective:
                             f"got {type(loss).__name__}")
         if not getattr(loss.family, "second_derivatives", False):
             raise TypeError(f"{library}_objective: {loss.name} has no second derivative "
-                            "(grad_hess exists for the pointwise losses and the softmax "
-                            "cross-entropies)")
+                            "(grad_hess exists for the pointwise losses, the losses of two "
+                            "prediction arrays and the softmax cross-entropies)")
         if len(loss.inputs) != 2:
             raise TypeError(f"{library}_objective: {loss.name} takes {len(loss.inputs)} arrays; "
                             "an objective needs a loss of (labels, predictions)")

@@ -47,9 +47,6 @@ def _forward(loss, key, options, *arrays):
     scalars = dict(key)
     dtype = _result_dtype(loss, arrays)
     shape = loss.value_shape(*(a.shape for a in arrays), **scalars)
-    if shape is None:
-        raise NotImplementedError(f"fastloss.jax.{loss.name}: its unreduced value's shape is "
-                                  "not known before it runs; pass a reduction")
     grads_spec = tuple(jax.ShapeDtypeStruct(arrays[loss.inputs.index(p)].shape, dtype)
                        for p in loss.predictions)
 

@@ -118,9 +118,7 @@ class Loss:
 
     def value_shape(self, *shapes, reduction="default", **options):
         """The shape of the value for arrays of these shapes (in the order of the loss's
-        inputs), without computing it: () for a reducing reduction; None where the
-        loss's family cannot tell it from shapes alone (the overlap and pairwise losses'
-        unreduced values)."""
+        inputs), without computing it: () for a reducing reduction."""
         reduction = self.check_reduction(reduction)
         if reduction != "none":
             return ()
@@ -201,8 +199,8 @@ class Loss:
         if mode.hess:
             if not getattr(self.family, "second_derivatives", False):
                 raise TypeError(f"{self.name}: grad_hess is not available for this loss "
-                                "(second derivatives exist for the pointwise losses and the "
-                                "softmax cross-entropies)")
+                                "(second derivatives exist for the pointwise losses, the losses "
+                                "of two prediction arrays and the softmax cross-entropies)")
             if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
                 raise TypeError(f"{self.name}: grad_hess's out must be a pair of arrays "
                                 f"(gradient, second derivatives), got {type(out).__name__}")
@@ -220,6 +218,10 @@ class Loss:
             placed.update({"out" if len(outs) == 1 else f"out[{i}]": o
                            for i, o in enumerate(outs)})
         placement = Placement(placed)
+        xp = placement.xp
+        if mode.hess and outs is not None and all(isinstance(o, xp.ndarray) for o in outs) and any(
+                xp.may_share_memory(x, y) for i, x in enumerate(outs) for y in outs[i + 1:]):
+            raise ValueError(f"{self.name}: grad_hess's out buffers must not overlap")
         request = Request(self, mode, named, options, reduction, sample_weight, grad_output,
                           outs, placement, plannable and placement.target == "cpu"
                           and not placement.gpu_inputs and not mode.hess)

@@ -133,9 +133,6 @@ def _(name, tensors, options, option_tensors, want_grad):
     for array_option in (*kwargs.pop("_arrays"), "sample_weight"):  # (no bearing on shapes)
         kwargs.pop(array_option, None)
     shape = loss.value_shape(*(t.shape for t in tensors), **kwargs)
-    if shape is None:
-        raise NotImplementedError(f"fastloss.torch.{name}: its unreduced value's shape is not "
-                                  "known before it runs; torch.compile needs a reduction")
     dtype, grads = _fake_grads(loss, tensors)
     value = tensors[0].new_empty(shape, dtype=dtype)
     return [value, *grads] if want_grad else [value]

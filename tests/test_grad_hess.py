@@ -340,6 +340,12 @@ def test_pair_grad_hess_broadcast_out_and_float32():
     np.testing.assert_allclose(hb32, hb, rtol=2e-5)
     with pytest.raises(TypeError, match="tuple of 2 arrays"):
         fl.gaussian_nll_loss.grad_hess(t, a, var, out=(np.empty_like(a), np.empty_like(a)))
+    shared, out_rows = np.empty_like(a), np.empty((R, C))
+    with pytest.raises(ValueError, match="must not overlap"):
+        fl.gaussian_nll_loss.grad_hess(t, a, var.repeat(3, axis=1), out=(
+            (np.empty_like(a), shared), (shared, np.empty_like(a))))
+    with pytest.raises(ValueError, match="must not overlap"):
+        fl.cross_entropy.grad_hess(_LABELS, np.zeros((R, C)), out=(out_rows, out_rows))
 
 
 EMBEDDING_PAIRS = {

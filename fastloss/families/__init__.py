@@ -42,11 +42,10 @@ class Family(ABC):
         numbers = [dtype.type(named[n]) for n in names]
         return element, tuple(numbers + [dtype.type(0)] * (OPTION_SLOTS - len(numbers)))
 
+    @abstractmethod
     def value_shape(self, loss, shapes, options):
         """The shape of the unreduced value (reduction "none") for inputs of ``shapes``
-        (by input name) and checked ``options``, without computing it; None where the
-        family cannot tell it from shapes alone."""
-        return None
+        (by input name) and checked ``options``, without computing it."""
 
     @staticmethod
     def has_grad_hess(element):

@@ -122,13 +122,8 @@ class Embeddings(_Multi):
         if request.want_grad:  # (grad_hess: both gradients, then both second derivatives)
             grads = tuple(grad_buffer(request, shape, dtype, i)
                           for i in range(len(preds) * (2 if hess else 1)))
-            if hess and any(xp.may_share_memory(x, y) for i, x in enumerate(grads)
-                            for y in grads[i + 1:]):
-                raise ValueError(f"{name}: grad_hess's out buffers must not overlap")
         if math.prod(values_shape) == 0:
             value = layout.empty_values(dtype)[1 if layout.rows_shape is None else 0]
-            for g in grads or ():
-                g[...] = 0
         else:
             plain = request.plannable and plain_arrays(
                 [request.arrays[n] for n in loss.predictions], dtype, shape) and (
@@ -173,14 +168,9 @@ class Elements(_Multi):
                           if named[n].shape == shape == shapes[n]
                           else xp.empty(math.prod(shape), dtype)
                           for i, n in enumerate(outputs))
-            if hess and any(xp.may_share_memory(x, y) for i, x in enumerate(grads)
-                            for y in grads[i + 1:]):
-                raise ValueError(f"{name}: grad_hess's out buffers must not overlap")
         if math.prod(shape) == 0:
             rows, value = layout.empty_values(dtype)
             value = rows if layout.rows_shape is not None else value
-            for g in grads or ():
-                g[...] = 0
         else:
             if hess and not self.has_grad_hess(kernel[0]):
                 raise TypeError(f"{name}: grad_hess is not available (the {kernel[0]} element "

@@ -47,6 +47,12 @@ class Overlap(Family):
         super().__init__("overlap")
         self.coefficients = coefficients
 
+    def value_shape(self, loss, shapes, options):
+        _, p_shape = squeeze_or_expand_to_same_rank(tuple(shapes["y_true"]),
+                                                   tuple(shapes["y_pred"]))
+        axes = _reduced_axes(loss.name, options["axis"], p_shape)
+        return tuple(n for i, n in enumerate(p_shape) if i not in axes)
+
     def compute(self, request):
         name, placement, xp = request.name, request.placement, request.xp
         options = request.options

@@ -30,6 +30,9 @@ class Pairwise(Family):
     def __init__(self):
         super().__init__("pairwise")
 
+    def value_shape(self, loss, shapes, options):
+        return tuple(shapes["y_pred"])[:1]  # (one loss per embedding)
+
     def compute(self, request):
         name, xp = request.name, request.xp
         p = _embeddings(request, request.arrays["y_pred"], "y_pred")

@@ -128,8 +128,6 @@ class Rows(Family):
             # (grad_hess: the gradient and the second derivatives, each its own buffer)
             buffers = tuple(grad_buffer(request, pred_shape, dtype, index=i)
                             for i in range(2 if request.mode.hess else 1))
-            if len(buffers) == 2 and xp.may_share_memory(*buffers):
-                raise ValueError(f"{name}: grad_hess's two out buffers must not overlap")
             outputs = tuple(xp.empty(p.size, dtype) for _ in buffers) if moved else buffers
         want_value = request.want_value
         if math.prod(values_shape) == 0:
