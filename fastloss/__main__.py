@@ -89,6 +89,10 @@ def parser():
                    help="also time the same losses in PyTorch (torch.nn.functional) and JAX "
                         "(Optax, jax.numpy) where installed; alone: both, else those named "
                         f"({', '.join(PEERS)}); without it only fastloss, NumPy and the copy")
+    b.add_argument("--framework", choices=("torch", "jax"),
+                   help="instead: time a training step's loss forward + backward through "
+                        "fastloss.torch (or fastloss.jax, jitted) against the framework's own "
+                        "loss, for each loss it has")
     b.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON")
     b.add_argument("--plot", metavar="PATH",
                    help="also write a PNG bar chart of each loss's %% of the copy's bandwidth "

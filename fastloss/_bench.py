@@ -590,13 +590,14 @@ def jax_losses():
     }
 
 
-def jax_functions():
+def jax_functions(losses=None):
     """{loss name: (value, value_and_grad)} as jitted JAX functions of fastloss's
-    positional arrays (``jax_losses``), or {} without JAX and Optax.  value_and_grad
+    positional arrays (of ``losses``, {name: f(*arrays)}; default ``jax_losses()``), or {}
+    without JAX and Optax.  value_and_grad
     differentiates the arrays fastloss does (``gradient_positions``); where the bench's
     reduction is "none" it returns the unreduced values and the gradient of their sum
     (fastloss's vector-Jacobian product with ``grad_output`` of ones)."""
-    losses = jax_losses()
+    losses = jax_losses() if losses is None else losses
     if not losses:
         return {}
     import jax
@@ -1233,6 +1234,10 @@ def main(args):
     else:
         n, row = SIZES[args.size], ROW
         shape = shape_of(n)
+    if getattr(args, "framework", None):
+        from fastloss import _bench_frameworks
+
+        return _bench_frameworks.main(args, names, n, shape)
     if args.jobs != 1:
         compile_ahead(names, n, args.dtype, row, args.jobs)
     requested = _requested_peers(getattr(args, "peers", None))

@@ -65,3 +65,20 @@ def test_unreduced_cotangent_vmap_and_array_options():
     np.testing.assert_allclose(g, eg, rtol=1e-14)
     with pytest.raises(ValueError, match="delta"):
         flj.huber(x, x, delta=-1.0)
+
+
+def test_bench_framework_times_the_adapter_against_jax(tmp_path):
+    """``bench --framework jax``: the jitted adapter agrees with JAX's own loss (a loss of
+    each family here; every one in ``python -m fastloss bench --framework jax``)."""
+    import json
+
+    from fastloss.__main__ import main
+
+    out = tmp_path / "frameworks.json"
+    names = ["cross_entropy", "mean_squared_error", "triplet_margin_loss", "dice",
+             "gaussian_nll_loss"]
+    assert main(["bench", "--framework", "jax", "--shape", "6x10", "--repeat", "1",
+                 "--loss", *names, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["loss"] for r in rows] == names
+    assert all(r["agree"] and r["adapter_s"] > 0 for r in rows)

@@ -202,3 +202,28 @@ def test_torch_compile_traces_the_loss_without_graph_breaks():
     (expected_grad,) = torch.autograd.grad(expected, x)
     torch.testing.assert_close(value, expected, rtol=1e-14, atol=1e-14)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-14, atol=1e-14)
+
+
+def test_bench_framework_times_every_loss_torch_has(tmp_path, capsys, monkeypatch):
+    """``bench --framework torch``: a row for every loss with a torch.nn.functional version,
+    the adapter agreeing with it; an adapter that disagrees makes the command fail."""
+    import json
+
+    from fastloss import _bench_frameworks
+    from fastloss.__main__ import main
+    from fastloss._bench import torch_functions
+
+    out = tmp_path / "frameworks.json"
+    assert main(["bench", "--framework", "torch", "--shape", "6x10", "--repeat", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["loss"] for r in rows} == set(torch_functions())
+    assert all(r["agree"] and r["adapter_s"] > 0 and r["own_s"] > 0 for r in rows)
+    assert "cross_entropy" in capsys.readouterr().out
+
+    adapters = _bench_frameworks.torch_adapters
+    monkeypatch.setattr(_bench_frameworks, "torch_adapters", lambda names: {
+        name: (lambda *a, f=f: 1.001 * f(*a)) for name, f in adapters(names).items()})
+    assert main(["bench", "--framework", "torch", "--shape", "6x10", "--repeat", "1",
+                 "--loss", "mse_loss"]) == 1
+    assert "NO" in capsys.readouterr().out
