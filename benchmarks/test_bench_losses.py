@@ -90,8 +90,12 @@ def test_peer_matches(sample, name, impl):
     np.testing.assert_allclose(np.asarray(got_value), ref_value, rtol=1e-4, atol=1e-7)
     assert len(got_grad) == len(ref_grad)
     scale = max(float(np.max(np.abs(g))) for g in ref_grad)
+    # CTC: the peers run the recursion over the 500 frames of the sample in float32 (fastloss
+    # in float64): PyTorch's float32 gradient is 1.6e-5 off its own float64 one here, where
+    # fastloss's float32 one is 2e-9 off it; the gradient's elements are ~0.02
+    floor = 1e-3 if loss.spec.family == "sequences" else 1e-6
     for ref, got in zip(ref_grad, got_grad):
-        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=1e-6 * scale)
+        np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-4, atol=floor * scale)
 
 
 CROSS_ENTROPY_SHAPE = (4096, 32768)  # a large vocabulary: 512 MB of float32 logits

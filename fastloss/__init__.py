@@ -25,9 +25,11 @@ from .losses import (
     sparse_categorical_crossentropy, categorical_focal_crossentropy, cosine_similarity,
     categorical_hinge, categorical_generalized_cross_entropy, triplet_loss,
     cross_entropy, nll_loss, multi_margin_loss, multilabel_soft_margin_loss,
+    multilabel_margin_loss,
     poly_loss_cross_entropy, dice, tversky, fbeta_loss, circle, ntxent,
-    triplet_margin_loss, quadruplet_loss, contrastive_loss, cosine_embedding_loss,
-    margin_ranking_loss, gaussian_nll_loss, gaussian_kl_loss,
+    triplet_margin_loss, triplet_margin_with_distance_loss, quadruplet_loss,
+    contrastive_loss, cosine_embedding_loss,
+    margin_ranking_loss, gaussian_nll_loss, gaussian_kl_loss, ctc_loss, ctc,
 )
 from .pipeline import Loss
 from .registry import LossSpec, Option
@@ -80,13 +82,17 @@ CrossEntropyLoss = CLASSES["CrossEntropyLoss"]
 NLLLoss = CLASSES["NLLLoss"]
 MultiMarginLoss = CLASSES["MultiMarginLoss"]
 MultiLabelSoftMarginLoss = CLASSES["MultiLabelSoftMarginLoss"]
+MultiLabelMarginLoss = CLASSES["MultiLabelMarginLoss"]
 Dice = CLASSES["Dice"]
 Tversky = CLASSES["Tversky"]
 Circle = CLASSES["Circle"]
 TripletMarginLoss = CLASSES["TripletMarginLoss"]
+TripletMarginWithDistanceLoss = CLASSES["TripletMarginWithDistanceLoss"]
 CosineEmbeddingLoss = CLASSES["CosineEmbeddingLoss"]
 MarginRankingLoss = CLASSES["MarginRankingLoss"]
 GaussianNLLLoss = CLASSES["GaussianNLLLoss"]
+CTCLoss = CLASSES["CTCLoss"]
+CTC = CLASSES["CTC"]
 
 
 def get(name: str):
@@ -112,11 +118,12 @@ __all__ = [
     "categorical_crossentropy", "sparse_categorical_crossentropy",
     "categorical_focal_crossentropy", "cosine_similarity", "categorical_hinge",
     "categorical_generalized_cross_entropy", "triplet_loss", "cross_entropy",
-    "nll_loss", "multi_margin_loss", "multilabel_soft_margin_loss",
+    "nll_loss", "multi_margin_loss", "multilabel_soft_margin_loss", "multilabel_margin_loss",
     "poly_loss_cross_entropy", "dice", "tversky", "fbeta_loss", "circle", "ntxent",
-    "triplet_margin_loss", "quadruplet_loss", "contrastive_loss",
+    "triplet_margin_loss", "triplet_margin_with_distance_loss", "quadruplet_loss",
+    "contrastive_loss",
     "cosine_embedding_loss", "margin_ranking_loss", "gaussian_nll_loss",
-    "gaussian_kl_loss", "mse", "MSE", "mae", "MAE", "mape", "MAPE", "msle", "MSLE",
+    "gaussian_kl_loss", "ctc_loss", "ctc", "mse", "MSE", "mae", "MAE", "mape", "MAPE", "msle", "MSLE",
     "logcosh", "bce", "BCE", "kld", "KLD", "MeanSquaredError", "MeanAbsoluteError",
     "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Huber", "LogCosh",
     "Poisson", "L1Loss", "MSELoss", "SmoothL1Loss", "HuberLoss", "BinaryCrossentropy",
@@ -125,6 +132,8 @@ __all__ = [
     "PoissonNLLLoss", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
     "CategoricalFocalCrossentropy", "CosineSimilarity", "CategoricalHinge",
     "CategoricalGeneralizedCrossEntropy", "CrossEntropyLoss", "NLLLoss",
-    "MultiMarginLoss", "MultiLabelSoftMarginLoss", "Dice", "Tversky", "Circle",
-    "TripletMarginLoss", "CosineEmbeddingLoss", "MarginRankingLoss", "GaussianNLLLoss",
+    "MultiMarginLoss", "MultiLabelSoftMarginLoss", "MultiLabelMarginLoss", "Dice", "Tversky",
+    "Circle", "TripletMarginLoss", "TripletMarginWithDistanceLoss", "CosineEmbeddingLoss",
+    "MarginRankingLoss", "GaussianNLLLoss",
+    "CTCLoss", "CTC",
 ]

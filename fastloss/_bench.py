@@ -302,6 +302,8 @@ NUMPY = {
     "sparse_categorical_crossentropy": (sparse_cce, sparse_cce_vg),
     "categorical_crossentropy": (categorical_cce, categorical_cce_vg),
     "triplet_margin_loss": (triplet_margin, triplet_margin_vg),
+    # (the default distance, "euclidean": PyTorch's pairwise_distance, as triplet_margin_loss)
+    "triplet_margin_with_distance_loss": (triplet_margin, triplet_margin_vg),
     "quadruplet_loss": (quadruplet, quadruplet_vg),
     "contrastive_loss": (contrastive, contrastive_vg),
     "cosine_embedding_loss": (cosine_embedding, cosine_embedding_vg),
@@ -427,6 +429,7 @@ def torch_functions():
         "nll_loss": F.nll_loss,  # input: log-probabilities (the sample's values, as fastloss)
         "multi_margin_loss": F.multi_margin_loss,
         "multilabel_soft_margin_loss": F.multilabel_soft_margin_loss,
+        "multilabel_margin_loss": F.multilabel_margin_loss,  # int64 targets (_label_sets)
         # Keras-named: "sum_over_batch_size" of the per-row means (rows of equal length)
         # is the mean over every element, PyTorch's "mean"
         "mean_squared_error": F.mse_loss,
@@ -445,9 +448,12 @@ def torch_functions():
     fns = {name: (lambda t, p, f=f: f(p, t)) for name, f in targets_last.items()}
     fns.update({
         "triplet_margin_loss": F.triplet_margin_loss,
+        "triplet_margin_with_distance_loss": F.triplet_margin_with_distance_loss,
         "cosine_embedding_loss": lambda y, x1, x2: F.cosine_embedding_loss(x1, x2, y),
         "margin_ranking_loss": lambda y, x1, x2: F.margin_ranking_loss(x1, x2, y),
         "gaussian_nll_loss": lambda y, mean, var: F.gaussian_nll_loss(mean, y, var),
+        "ctc_loss": lambda targets, log_probs, inputs, lengths: F.ctc_loss(
+            log_probs, targets, inputs, lengths),
     })
     return fns
 
@@ -459,7 +465,9 @@ def jax_losses():
     for the Keras-named losses the expression Keras 3's JAX backend evaluates (the loss as
     a Keras-on-JAX user runs it); for PyTorch-named losses without an Optax version a
     one-line jax.numpy expression of PyTorch's formula.  Not mapped: circle (Keras's is
-    many lines of masked log-sum-exps), and the losses no framework defines."""
+    many lines of masked log-sum-exps), multilabel_margin_loss (its pairs of a target and
+    a non-target class are no one-line expression of fixed shapes), and the losses no
+    framework defines."""
     try:
         import jax
         import jax.numpy as jnp
@@ -582,11 +590,16 @@ def jax_losses():
         # PyTorch's distance ||a - p + eps||: Optax's triplet_margin_loss takes
         # (sum (a - p)**2 + eps)**0.5, whose gradient differs where a - p ~ eps
         "triplet_margin_loss": triplet_margin,
+        "triplet_margin_with_distance_loss": triplet_margin,  # (the default distance)
         "cosine_embedding_loss": cosine_embedding,
         "margin_ranking_loss": lambda y, x1, x2: jnp.mean(jnp.maximum(-y * (x1 - x2), 0)),
         "gaussian_nll_loss": gaussian_nll,
         # Optax-named
         "ntxent": lambda labels, e: optax.losses.ntxent(e, labels, temperature=0.07),
+        # Keras's ctc is Optax's algorithm (its JAX backend cites it): labels padded with
+        # the blank 0, every frame used; the mean over the batch
+        "ctc": lambda labels, x: jnp.mean(optax.ctc_loss(
+            x, jnp.zeros(x.shape[:2], x.dtype), labels, (labels == 0).astype(x.dtype))),
     }
 
 
@@ -694,16 +707,65 @@ def _mix(x, y, a):
 # (t, p): embeddings of p's shape, one label per row, a variance, ...
 SAMPLE_ARRAYS = {
     "triplet_margin_loss": lambda t, p: (t, p, _mix(t, p, 0.3)),
+    "triplet_margin_with_distance_loss": lambda t, p: (t, p, _mix(t, p, 0.3)),
+    "multilabel_margin_loss": lambda t, p: (_label_sets(p), p),
     "quadruplet_loss": lambda t, p: (t, p, _mix(t, p, 0.3), _mix(t, p, 0.8)),
     "contrastive_loss": lambda t, p: ((t[..., 0] > 0.5).astype(t.dtype), t, p),
     "cosine_embedding_loss": lambda t, p: (_signs(t[..., 0]), t, p),
     "margin_ranking_loss": lambda t, p: (_signs(t), p, _mix(t, p, 0.5)),
     "hinge_embedding_loss": lambda t, p: (_signs(t), p),
     "gaussian_nll_loss": lambda t, p: (t, p, _mix(t, p, 0.5)),
+    # sequences: each row a sequence of frames of 3 (or 2) classes; targets of up to 3
+    # labels (never the blank 0)
+    "ctc_loss": lambda t, p: _ctc_arrays(p, keras=False),
+    "ctc": lambda t, p: _ctc_arrays(p, keras=True),
     # [anchor | positive | negative]: the row cut to a multiple of 3
     "triplet_loss": lambda t, p: (t[..., 0], _module_of(p).ascontiguousarray(
         p[..., :p.shape[-1] // 3 * 3])),
 }
+
+
+# (T, N, C, S) of the CTC rows of the bench, by size: speech-like (500 frames of 64
+# classes, 32 sequences, targets of 100 labels) and OCR/subword-like (1000 frames of
+# 1000 classes, 16 sequences, 200 labels)
+CTC_SHAPES = ((8_000_000, (1000, 16, 1000, 200)), (500_000, (500, 32, 64, 100)))
+
+
+def _ctc_arrays(p, keras):
+    """CTC's arrays from sample data p (R, C): each row a sequence of T frames of K classes
+    (K = 3 or 2, whichever divides C); PyTorch's (targets, log_probs (T, R, K),
+    input_lengths, target_lengths) or Keras's (labels (R, S), logits (R, T, K)).  Sample
+    data of 5e5 elements and more give CTC_SHAPES' arrays instead (random, seeded)."""
+    xp = _module_of(p)
+    p = p.reshape(-1, p.shape[-1])  # (the rows of any sample shape)
+    N, C = p.shape
+    K = 3 if C % 3 == 0 else 2 if C % 2 == 0 else C
+    T = C // K
+    S = min(T // 2, 3) if K > 1 else 0
+    targets = 1 + np.arange(N * S).reshape(N, S) % max(K - 1, 1)
+    big = next((shape for size, shape in CTC_SHAPES if p.size >= size), None)
+    if big is not None:
+        T, N, K, S = big
+        rng = np.random.default_rng(0)
+        p = xp.asarray(rng.uniform(0.05, 0.95, (N, T * K)).astype(p.dtype))
+        targets = rng.integers(1, K, (N, S))
+    targets = xp.asarray(targets, dtype=np.int64)
+    frames = p.reshape(N, T, K)
+    if keras:
+        return targets, xp.ascontiguousarray(frames)
+    log_probs = xp.log(frames / frames.sum(axis=-1, keepdims=True)).astype(p.dtype)
+    return (targets, xp.ascontiguousarray(log_probs.transpose(1, 0, 2)),
+            xp.full(N, T, dtype=np.int64), xp.full(N, S, dtype=np.int64))
+
+
+def _label_sets(p):
+    """multilabel_margin_loss's targets for sample data p (R, C): row r lists 1 + r % 3
+    classes spread over the classes (at most C), then -1 (int64 of p's shape)."""
+    xp = _module_of(p)
+    R, C = p.shape
+    count = np.minimum(np.arange(R) % 3 + 1, C)[:, None]
+    spread = (np.arange(R)[:, None] * 7919 + np.arange(C) * 31) % C
+    return xp.asarray(np.where(np.arange(C) < count, spread, -1))
 
 
 def arguments(name, t, p):
@@ -722,12 +784,11 @@ def reduced(loss):
 
 
 def gradient_positions(name, nargs):
-    """Which of the positional arrays get a gradient (the predictions: the last ones)."""
+    """Which of the positional arrays get a gradient (the predictions)."""
     import fastloss
 
     loss = fastloss.LOSSES[name]
-    count = len(loss.predictions)
-    return tuple(range(nargs - count, nargs))
+    return tuple(loss.inputs.index(p) for p in loss.predictions)
 
 
 def moved_bytes(mode, args, positions=None):

@@ -168,7 +168,7 @@ class KernelCall:
     element's grad_hess: grads = (gradient, second derivative)) or "tuple" (rows of
     several inputs).  element: the element function's name.  inputs: the flat
     prediction arrays (compute dtype); targets: the flat labels or targets in the compute
-    dtype (or None); labels: int64 class indices per row (rowwise; or None); class_weight:
+    dtype (int64 class indices for a "label_sets" row loss; or None); labels: int64 class indices per row (rowwise; or None); class_weight:
     float64 per class (rowwise; or None); options: the element's option tuple; C: row
     length; weight / coef: per-row float64 arrays (size 1 for all rows); gscale: the
     global gradient factor, vscale the value's (host floats or 0-d arrays); want_rows:

@@ -7,6 +7,7 @@ and a float64 reference in tests/.  CONTRIBUTING.md has a worked example.
 
 from __future__ import annotations
 
+from .families.ctc import Sequences
 from .families.multi import Elements, Embeddings
 from .families.overlap import Overlap
 from .families.pairwise import Circle, NTXent
@@ -279,6 +280,16 @@ multilabel_soft_margin_loss = define(
     "mean over classes of weight_j * binary crossentropy of logit x_j against y_j",
     _torch("multilabel_soft_margin_loss"), options=CLASS_WEIGHT,
     class_name="MultiLabelSoftMarginLoss")
+multilabel_margin_loss = define(
+    Rows("multilabel_margin", targets="label_sets"), "multilabel_margin_loss", "torch",
+    "sum over the row's target classes j and its other classes i of max(0, 1 - (x_j - x_i)) "
+    "/ C, the targets the class indices in y_true before its first -1",
+    _torch("multilabel_margin_loss"),
+    notes="y_true: integer class indices of y_pred's shape, (C,) or (N, C), padded with -1 "
+          "(every entry in [-1, C)); a class listed twice counts twice and a row without "
+          "targets gives 0, as in PyTorch; an empty batch's \"mean\" is NaN, as fastloss's "
+          "other PyTorch losses (PyTorch's multilabel_margin_loss gives 0)",
+    class_name="MultiLabelMarginLoss")
 poly_loss_cross_entropy = define(
     Rows("softmax_cross_entropy", targets="dense",
          kernel_values=lambda v: {"label_smoothing": 0.0, "poly_epsilon": v["epsilon"]}),
@@ -355,6 +366,28 @@ triplet_margin_loss = define(
     options=(Option("margin", 1.0, "positive"), Option("p", 2.0, "positive", "the norm's order"),
              EPS_DISTANCE, Option("swap", False, "bool", "use the distance swap")),
     class_name="TripletMarginLoss")
+triplet_margin_with_distance_loss = define(
+    Embeddings("triplet_margin_distance", kernel_values=lambda v: {
+        "cosine": 1.0 if v["distance_function"] == "cosine" else 0.0,
+        "eps": -1.0 if v["eps"] is None else v["eps"]}),  # (-1: the distance's default)
+    "triplet_margin_with_distance_loss", "torch",
+    "max(margin + d(a, p) - d(a, n), 0), d(x, y) = ||x - y + eps|| (\"euclidean\", "
+    "pairwise_distance) or 1 - sum(x * y) / (max(||x||, eps) max(||y||, eps)) (\"cosine\", "
+    "1 - cosine_similarity); with swap d(a, n) is min(d(a, n), d(p, n))",
+    _torch("triplet_margin_with_distance_loss"),
+    inputs=("anchor", "positive", "negative"), predictions=("anchor", "positive", "negative"),
+    options=(Option("distance_function", "euclidean", "str",
+                    "the distance by name (PyTorch takes a callable; its default None is "
+                    "\"euclidean\")", choices=("euclidean", "cosine")),
+             Option("margin", 1.0, "positive"),
+             Option("eps", None, "nonnegative",
+                    "the distance's eps; None: its PyTorch default, 1e-6 added to x - y "
+                    "(euclidean), 1e-8 each norm's lower clamp (cosine)", allow_none=True),
+             Option("swap", False, "bool", "use the distance swap")),
+    notes="features on the last axis (PyTorch's cosine_similarity reduces dim 1: the same "
+          "for (N, D)); as PyTorch's cosine_similarity, the clamped norms are "
+          "differentiated as the norms",
+    class_name="TripletMarginWithDistanceLoss")
 quadruplet_loss = define(
     Embeddings("quadruplet"), "quadruplet_loss", "torch",
     "max(D(a, p) - D(a, n1) + alpha1, 0) + max(D(a, p) - D(n1, n2) + alpha2, 0), D the "
@@ -402,6 +435,31 @@ gaussian_kl_loss = define(
     notes="the VAE's KL term; \"mean\" averages over all elements; gradients for both",
     source="Kingma & Welling 2014")
 
+
+# -- sequences (the dynamic-programming family) ----------------------------------------------
+
+ctc_loss = define(
+    Sequences("torch"), "ctc_loss", "torch",
+    "-log sum over the alignments of the target (blanks between and around its labels, "
+    "repeats merged) of prod_t exp(log_probs[t, label at t])", _torch("ctc_loss")
+    + "; Graves et al. 2006, Connectionist Temporal Classification",
+    inputs=("targets", "log_probs", "input_lengths", "target_lengths"),
+    predictions=("log_probs",),
+    options=(Option("blank", 0, "int", "the blank label's class"),
+             Option("zero_infinity", False, "bool",
+                    "impossible alignments give 0 loss and 0 gradients, not inf and NaN")),
+    notes="labels first; log_probs (T, N, C) or (T, C); targets padded (N, S) or "
+          "concatenated; \"mean\" divides each loss by its target length (at least 1), "
+          "then averages; the gradient is PyTorch's (log_probs assumed a log-softmax)",
+    class_name="CTCLoss")
+ctc = define(
+    Sequences("keras"), "ctc", "keras",
+    "CTC of the logits' log-softmax against the labels (0, the blank, pads them)",
+    _keras("ctc") + "; Graves et al. 2006", options=(),
+    notes="y_true (batch, max_length) of labels, 0 the blank and padding; y_pred logits "
+          "(batch, T, C), every frame used; inf for an impossible alignment (Keras's JAX "
+          "backend gives about 1e5 instead)",
+    class_name="CTC")
 
 def by_family(family: str) -> dict[str, Loss]:
     """The losses of one kernel family, by name (for the tests and benchmarks)."""

@@ -25,6 +25,7 @@ _RULES = {
     "nonnegative": ">= 0", "positive": "> 0", "any": "finite", "probability": "in [0, 1]",
     "open_unit": "in (0, 1)", "bool": "True or False", "int": "an integer",
     "array": "an array or None", "axes": "None, an integer or a tuple of integers",
+    "str": "a string",
 }
 
 
@@ -35,9 +36,10 @@ class Option:
 
     Rules: "nonnegative", "positive", "any" (finite), "probability" (in [0, 1]),
     "open_unit" (in (0, 1)), "bool", "int" (an axis, a class index; one of ``choices``
-    when given), "axes" (Keras's ``axis`` of the overlap losses: None, an integer or a
-    tuple of them) and "array" (an array checked against the inputs' shapes by the
-    loss's family: PyTorch's ``weight``, ``pos_weight``, circle's reference arrays)."""
+    when given), "str" (a name, one of ``choices``), "axes" (Keras's ``axis`` of the
+    overlap losses: None, an integer or a tuple of them) and "array" (an array checked
+    against the inputs' shapes by the loss's family: PyTorch's ``weight``, ``pos_weight``,
+    circle's reference arrays)."""
     name: str
     default: Any
     rule: str = "nonnegative"
@@ -67,6 +69,14 @@ class Option:
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{loss_name}: {self.name} must be True or False, got {value!r}")
             return bool(value)
+        if self.rule == "str":
+            if not isinstance(value, str):
+                raise TypeError(f"{loss_name}: {self.name} must be a string, one of "
+                                f"{self.choices}, got {value!r}")
+            if value not in self.choices:
+                raise ValueError(f"{loss_name}: {self.name} must be one of {self.choices}, "
+                                 f"got {value!r}")
+            return value
         if self.rule == "int":
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{loss_name}: {self.name} must be an integer"
@@ -105,7 +115,7 @@ class LossSpec:
     """Everything about one loss that is not its kernel.
 
     family: the kernel family that computes it ("pointwise", "rows", "embeddings",
-    "elements", "overlap", "pairwise").  convention: whose reductions and shapes it
+    "elements", "overlap", "pairwise", "sequences").  convention: whose reductions and shapes it
     follows ("keras", "torch", "optax"); source: whose semantics it has, when not the
     convention's library (an Optax loss with PyTorch-style reductions).  inputs: its positional arrays, in order;
     predictions: those that get a gradient.  formula: the math, one line or a few;

@@ -41,6 +41,9 @@ _TORCH_ORDER = {
     ("y_true", "y_pred"): (("input", "y_pred"), ("target", "y_true")),
     ("y_true", "x1", "x2"): (("input1", "x1"), ("input2", "x2"), ("target", "y_true")),
     ("y_true", "y_pred", "var"): (("input", "y_pred"), ("target", "y_true"), ("var", "var")),
+    ("targets", "log_probs", "input_lengths", "target_lengths"): (
+        ("log_probs", "log_probs"), ("targets", "targets"), ("input_lengths", "input_lengths"),
+        ("target_lengths", "target_lengths")),
 }
 
 

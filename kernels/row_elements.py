@@ -7,10 +7,10 @@ once per row::
     loss = row_elem(t, label, p, cw, <options>, g, scale, lane, lanes, shared, GRAD)
 
 ``p`` is the row of predictions; ``t`` the row of dense targets (size 0 for integer
-labels), ``label`` the row's class index (-1 for dense targets); ``cw`` the class weights
-(size 0: all ones); the loss's options come by name (compute dtype; any parameter not
-named above is one, as in elements.py); with ``GRAD`` the element writes
-``scale * d loss / d p`` into ``g``.  It returns the row's loss (float64).
+labels; for the INDEX_TARGETS elements the row's class indices, int64), ``label`` the
+row's class index (-1 for dense targets); ``cw`` the class weights (size 0: all ones);
+the loss's options come by name (compute dtype; any parameter not named above is one, as
+in elements.py); with ``GRAD`` the element writes ``scale * d loss / d p`` into ``g``.  It returns the row's loss (float64).
 
 The same code runs on both targets by visiting a row as ``lanes`` interleaved lanes:
 ``for j in range(lane, C, lanes)``.  On the CPU a row is one lane (``lane=0, lanes=1``:
@@ -27,6 +27,9 @@ from .elements import EPSILON, bce_logits, clamp_min_zero, clip, hinge_slope, si
 from .pointwise import FASTMATH
 
 ROW_ELEMENTS = {}
+# Row elements whose targets t are int64 class indices, not the compute dtype (the kernels
+# compile for that signature; tests/test_kernels.py compiles it for the GPU).
+INDEX_TARGETS = ("multilabel_margin",)
 # Elements over rows of several inputs (the tuplewise body: triplets, pairs, ...).
 TUPLE_ELEMENTS = {}
 # Plain helper functions of the row elements; rowwise_cuda compiles them for CUDA too.
@@ -571,6 +574,62 @@ def multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
     return class_total(loss, shared, 0, C, lane, lanes) / C
 
 
+@row_element
+def multilabel_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
+    """PyTorch's multilabel_margin_loss of one row: t holds the row's class indices
+    (int64), its targets those before the first -1 (the family checked every entry to lie
+    in [-1, C)); loss = sum over the listed targets j (a repeated one repeatedly) and the
+    classes i not listed of max(0, 1 - (x_j - x_i)) / C.  The backward, as PyTorch's,
+    counts the terms z > 0 only.
+
+    As PyTorch's, O(C * targets) with no scratch: each class is looked up in the list,
+    and an unlisted one adds its terms with every target.  With GRAD the gradient row
+    holds, until the last pass scales it, each unlisted class's count of active terms
+    (>= 0) and each target's -1 - its count (< 0): a lane tells targets apart by the sign
+    of its own elements."""
+    T = type(p[0])
+    C = p.size
+    k = 0  # the row's targets: t[:k]
+    while k < C and t[k] >= 0:
+        k += 1
+    loss = 0.0
+    for i in range(lane, C, lanes):
+        listed = False
+        for m in range(k):
+            if t[m] == i:
+                listed = True
+                break
+        if listed:
+            if GRAD:
+                g[i] = T(-1.0)
+            continue
+        xi = p[i]
+        active = 0
+        for m in range(k):
+            z = T(1.0) - p[int(t[m])] + xi
+            if z > T(0.0):
+                loss += z
+                active += 1
+        if GRAD:
+            g[i] = T(active)
+    loss = row_sum(loss, shared, lane, lanes)
+    if GRAD:
+        for m in range(k):  # (every lane visits every target: row_sum is a block's)
+            j = int(t[m])
+            one_minus = T(1.0) - p[j]
+            active = 0.0
+            for i in range(lane, C, lanes):
+                active += 1.0 if g[i] >= T(0.0) and one_minus + p[i] > T(0.0) else 0.0
+            active = row_sum(active, shared, lane, lanes)
+            if j % lanes == lane:  # (the lane that owns g[j])
+                g[j] -= T(active)
+        k_scale = T(scale / C)
+        for i in range(lane, C, lanes):
+            v = g[i]
+            g[i] = k_scale * (v if v >= T(0.0) else v + T(1.0))
+    return loss / C
+
+
 # -- Metric learning: rows of several embeddings ------------------------------------------
 # A tuple element gets a row of each input, x = (a, b, c, d) (unused ones empty), and its
 # gradients g in the same order; y is the row's label (0 when the loss has none).
@@ -647,28 +706,67 @@ def p_distance_slope(v, dist, power):
     return sign(v) * abs_power(v / dist, power - T(1.0))
 
 
+@helper
+def triplet_hinge(margin, d_ap, d_an, d_pn, swapped, scale):
+    """The triplet hinge of its three distances: ``(loss, s, s_an, s_pn)``, loss =
+    max(margin + d_ap - d_neg, 0) and s, s_an, s_pn its slopes in d_ap, d_an, d_pn times
+    scale.  d_neg = min(d_an, d_pn) with swap (half the gradient to each at a tie, as
+    PyTorch's minimum), else d_an (d_pn unused); the kink's slope is 1 (PyTorch's
+    clamp_min)."""
+    T = type(margin)
+    w_pn = T(0.0)
+    d_neg = d_an
+    if swapped:
+        w_pn = T(1.0) if d_pn < d_an else (T(0.5) if d_pn == d_an else T(0.0))
+        d_neg = d_pn if d_pn < d_an else d_an
+    loss, slope = clamp_min_zero(margin + d_ap - d_neg)
+    s = T(scale) * slope
+    return loss, s, s * (T(1.0) - w_pn), s * w_pn
+
+
 @tuple_element
 def triplet_margin(y, x, margin, power, eps, swap, g, scale, lane, lanes, shared, GRAD):
     """PyTorch's triplet_margin_loss: max(margin + d(a, pos) - d(a, neg), 0),
     d = pairwise_distance of norm degree power (PyTorch's p); with swap d(a, neg)
     becomes min(d(a, neg), d(pos, neg)) (half the gradient to each at a tie, as
     PyTorch's minimum)."""
+    return triplet_row(x, margin, power, eps, swap, g, scale, lane, lanes, shared, GRAD)
+
+
+# PyTorch's defaults of the distances' eps: pairwise_distance's (added to x1 - x2) and
+# cosine_similarity's (each norm's lower clamp).
+PAIRWISE_EPS = 1e-6
+COSINE_EPS = 1e-8
+
+
+@tuple_element
+def triplet_margin_distance(y, x, margin, cosine, eps, swap, g, scale, lane, lanes, shared,
+                            GRAD):
+    """PyTorch's triplet_margin_with_distance_loss with a named distance: triplet_margin's
+    row with d = pairwise_distance (p = 2), or with cosine d = 1 - cosine_similarity
+    (cosine_triplet); eps is that distance's (a negative eps: its PyTorch default, 1e-6
+    or 1e-8)."""
+    T = type(margin)
+    if cosine != T(0.0):
+        return cosine_triplet(x, margin, T(COSINE_EPS) if eps < T(0.0) else eps, swap, g,
+                              scale, lane, lanes, shared, GRAD)
+    return triplet_row(x, margin, T(2.0), T(PAIRWISE_EPS) if eps < T(0.0) else eps, swap, g,
+                       scale, lane, lanes, shared, GRAD)
+
+
+@loop_helper
+def triplet_row(x, margin, power, eps, swap, g, scale, lane, lanes, shared, GRAD):
+    """triplet_margin's row: the hinge (triplet_hinge) of the p-distances
+    ||x - y + eps||_power (PyTorch's pairwise_distance)."""
     a, pos, neg = x[0], x[1], x[2]
     T = type(margin)
     swapped = swap != T(0.0)
     d_ap = T(p_distance(a, pos, power, eps, shared, lane, lanes))
     d_an = T(p_distance(a, neg, power, eps, shared, lane, lanes))
     d_pn = T(p_distance(pos, neg, power, eps, shared, lane, lanes)) if swapped else d_an
-    w_pn = T(0.0)
-    if swapped:
-        w_pn = T(1.0) if d_pn < d_an else (T(0.5) if d_pn == d_an else T(0.0))
-    d_neg = d_pn if d_pn < d_an else d_an
-    loss, slope = clamp_min_zero(margin + d_ap - d_neg)
+    loss, s, s_an, s_pn = triplet_hinge(margin, d_ap, d_an, d_pn, swapped, scale)
     if GRAD:
         ga, gp, gn = g[0], g[1], g[2]
-        s = T(scale) * slope
-        s_an = s * (T(1.0) - w_pn)
-        s_pn = s * w_pn
         if power == T(2.0):  # the common case, as a loop LLVM vectorises
             c_ap = s * inverse_or_zero(d_ap)
             c_an = s_an * inverse_or_zero(d_an)
@@ -688,6 +786,69 @@ def triplet_margin(y, x, margin, power, eps, swap, g, scale, lane, lanes, shared
                 ga[j] = u_ap - u_an
                 gp[j] = -u_ap - u_pn
                 gn[j] = u_an + u_pn
+    return loss
+
+
+@helper
+def clamped_norm(squared, eps):
+    """``(max(|x|, eps), 1 / (max(|x|, eps) |x|))`` of a squared norm (float64): PyTorch's
+    cosine_similarity divides by the first and differentiates it as the norm itself
+    (d|x| / dx = x / |x|, 0 at x = 0); NaN kept."""
+    n = sqrt(squared)
+    c = eps if n < eps else n
+    return c, (1.0 / (c * n) if n != 0.0 else 0.0)
+
+
+@loop_helper
+def cosine_triplet(x, margin, eps, swap, g, scale, lane, lanes, shared, GRAD):
+    """The triplet hinge (triplet_hinge) of the cosine distances d(x, y) = 1 - cos(x, y),
+    cos = sum_j (x_j / |x|_eps) (y_j / |y|_eps), |x|_eps = max(|x|, eps): PyTorch's
+    cosine_similarity, whose backward passes the clamped norm's gradient as the norm's,
+    so the gradient of d(x, y) in x is cos x / (|x|_eps |x|) - y / (|x|_eps |y|_eps)."""
+    a, pos, neg = x[0], x[1], x[2]
+    T = type(margin)
+    swapped = swap != T(0.0)
+    aa = 0.0
+    pp = 0.0
+    nn = 0.0
+    ap = 0.0
+    an = 0.0
+    pn = 0.0
+    for j in range(lane, a.size, lanes):
+        aa += a[j] * a[j]
+        pp += pos[j] * pos[j]
+        nn += neg[j] * neg[j]
+        ap += a[j] * pos[j]
+        an += a[j] * neg[j]
+        pn += pos[j] * neg[j]
+    e = float(eps)
+    c_a, r_a = clamped_norm(row_sum(aa, shared, lane, lanes), e)
+    c_p, r_p = clamped_norm(row_sum(pp, shared, lane, lanes), e)
+    c_n, r_n = clamped_norm(row_sum(nn, shared, lane, lanes), e)
+    b_ap = 1.0 / (c_a * c_p)
+    b_an = 1.0 / (c_a * c_n)
+    b_pn = 1.0 / (c_p * c_n)
+    cos_ap = row_sum(ap, shared, lane, lanes) * b_ap
+    cos_an = row_sum(an, shared, lane, lanes) * b_an
+    cos_pn = row_sum(pn, shared, lane, lanes) * b_pn
+    d_an = T(1.0 - cos_an)
+    loss, s, s_an, s_pn = triplet_hinge(margin, T(1.0 - cos_ap), d_an,
+                                        T(1.0 - cos_pn) if swapped else d_an, swapped, scale)
+    if GRAD:
+        ga, gp, gn = g[0], g[1], g[2]
+        k_ap, k_an = float(s), float(s_an)
+        k_pn = float(s_pn) if swapped else 0.0  # (no term of d(pos, neg) without swap)
+        # each gradient row as a combination of the three rows
+        a_a = T((k_ap * cos_ap - k_an * cos_an) * r_a)
+        a_p = T(-k_ap * b_ap)
+        a_n = T(k_an * b_an)
+        p_p = T((k_ap * cos_ap - (k_pn * cos_pn if swapped else 0.0)) * r_p)
+        p_n = T(k_pn * b_pn) if swapped else T(0.0)
+        n_n = T(-(k_an * cos_an + (k_pn * cos_pn if swapped else 0.0)) * r_n)
+        for j in range(lane, a.size, lanes):
+            ga[j] = a_a * a[j] + a_p * pos[j] + a_n * neg[j]
+            gp[j] = p_p * pos[j] + a_p * a[j] + p_n * neg[j]
+            gn[j] = n_n * neg[j] + a_n * a[j] + p_n * pos[j]
     return loss
 
 

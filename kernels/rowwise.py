@@ -26,7 +26,8 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
             first, last, VALUE, GRAD):
     """The generic row-wise kernel body: runs tasks ``first .. last - 1`` of ``plan``.
 
-    t        dense targets, ``R * C`` (size 0 with integer labels)
+    t        dense targets, ``R * C`` (size 0 with integer labels; int64 class indices
+             for multilabel_margin, whose rows list their targets)
     labels   one class index per row (size 0 with dense targets); a negative label marks
              an ignored row: loss 0, gradient 0
     p        predictions, ``R * C``;  cw  class weights (size C, or 0 for none)

@@ -28,6 +28,7 @@ import overlap_references
 import pairwise_references
 import references
 import row_references
+import sequence_references
 from fastloss import _config
 
 KERAS_REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "mean_with_sample_weight", "none")
@@ -126,6 +127,9 @@ class Call:
     reference: object
     values_shape: tuple
     gradients: tuple = None
+    # the function whose derivative the gradient is, where that is not the value's
+    # (PyTorch's CTC gradient): called like reference
+    gradient_reference: object = None
     sample_weight: object = None
     backend: str = "serial"
     dtype: type = np.float64
@@ -177,6 +181,12 @@ class Call:
             return math.nan
         arrays = self.exact() if arrays is None else arrays
         return self.reference(arrays, self.reduction, self.sample_weight)
+
+    def differentiated(self, arrays):
+        """What the gradient is the derivative of, at ``arrays`` (float64)."""
+        if self.gradient_reference is None or self.empty:
+            return self.expected(arrays)
+        return self.gradient_reference(arrays, self.reduction, self.sample_weight)
 
     def nan_by_rule(self):
         """Whether the documented value is NaN (the mean of an empty batch)."""
@@ -267,6 +277,18 @@ class Inputs:
 
     def class_indices(self, shape, classes):
         return self.rng.integers(0, classes, shape)
+
+    def label_sets(self, shape):
+        """PyTorch's multilabel targets: rows of class indices (repeats too) padded with -1,
+        any valid entry after the first -1 (which ends the row's targets)."""
+        C = shape[-1]
+        rows = self.rng.integers(-1, C, shape).reshape(-1, C)
+        for row in rows:
+            k = self.rng.integers(0, C + 1)  # the number of targets: none to all
+            row[:k] = self.rng.integers(0, C, k)
+            if k < C:
+                row[k] = -1
+        return rows.reshape(shape)
 
     def distributions(self, shape):
         """Rows of probabilities along the last axis."""
@@ -529,7 +551,9 @@ def _torch_rows(name):
         if name == "poly_loss_cross_entropy":
             options["epsilon"] = inputs.choice([2.0, -0.5, 0.0])
 
-        if dense:
+        if name == "multilabel_margin_loss":  # class indices of y_pred's shape
+            t = inputs.label_sets(moved)
+        elif dense:
             make_targets = (inputs.choice([inputs.binary_labels, inputs.soft_labels])
                             if name == "multilabel_soft_margin_loss"
                             else inputs.choice([inputs.distributions, inputs.one_hot]))
@@ -563,6 +587,7 @@ def _multi(name):
     """tests/multi_references.py: losses of several arrays, PyTorch's reductions."""
     reference_function = {
         "triplet_margin_loss": multi_references.triplet_margin,
+        "triplet_margin_with_distance_loss": multi_references.triplet_margin_distance,
         "quadruplet_loss": multi_references.quadruplet,
         "contrastive_loss": multi_references.contrastive,
         "cosine_embedding_loss": multi_references.cosine_embedding,
@@ -580,6 +605,17 @@ def _multi(name):
             options = {"margin": inputs.choice([1.0, 0.5, 2.5]),
                        "p": inputs.choice([2.0, 1.0, 3.0]),
                        "eps": inputs.choice([1e-6, 0.0]), "swap": inputs.choice([False, True])}
+            arrays = tuple(inputs.real(shape) for _ in range(3))
+        elif name == "triplet_margin_with_distance_loss":
+            options = {"distance_function": inputs.choice(["euclidean", "cosine"]),
+                       "margin": inputs.choice([1.0, 0.5, 2.5]),
+                       "eps": inputs.choice([None, 0.0, 1e-3]),
+                       "swap": inputs.choice([False, True])}
+            if options["distance_function"] == "cosine" and shape[-1] < 2:
+                # the cosine of one-element rows is +-1 whatever they hold: a gradient of
+                # rounding noise, of terms of order 1 / |x|, that no tolerance fits
+                shape = shape[:-1] + (2,)
+                values_shape = shape[:-1]
             arrays = tuple(inputs.real(shape) for _ in range(3))
         elif name == "quadruplet_loss":
             options = {"alpha1": inputs.choice([1.0, 0.0]), "alpha2": inputs.choice([0.5, 2.0])}
@@ -681,6 +717,62 @@ def _ntxent(inputs):
     return dict(arrays=(labels, e), options=options, reference=reference, values_shape=(N,))
 
 
+def _sequences(name):
+    """tests/sequence_references.py: CTC, PyTorch's and Keras's.  Every frame count is at
+    least 2 S + 1 for a target of S labels, so every alignment is possible (the tests of
+    impossible ones are in tests/test_ctc.py)."""
+    keras = name == "ctc"
+
+    def make(inputs):
+        rng = inputs.rng
+        N = inputs.choice([2, 1]) if inputs.cuda else inputs.choice([2, 0, 1, 3])
+        C = inputs.choice([3, 2, 5])
+        T = inputs.choice([3, 1]) if inputs.cuda else inputs.choice([5, 1, 2, 8])
+        S = inputs.choice([0, 1, 2, 3])
+        S = min(S, (T - 1) // 2)
+        blank = 0 if keras else inputs.choice([0, C - 1])
+        classes = [c for c in range(C) if c != blank]
+        target_lengths = rng.integers(0, S + 1, N)
+        padded = np.zeros((N, S), np.int64) if keras else np.full((N, S), blank, np.int64)
+        for n, length in enumerate(target_lengths):
+            padded[n, :length] = rng.choice(classes, length)
+        if keras:
+            t = padded
+            x = inputs.real((N, T, C), 2.0)
+
+            def reference(arrays, reduction, sample_weight):
+                return sequence_references.keras_ctc(*arrays, sample_weight, reduction)
+            return dict(arrays=(t, x), options={}, reference=reference, values_shape=(N,))
+        input_lengths = np.array([rng.integers(min(T, 2 * n + 1), T + 1)
+                                  for n in target_lengths], np.int64)
+        options = {"blank": blank, "zero_infinity": inputs.choice([False, True])}
+        unbatched = N == 1 and inputs.choice([False, True])
+        concatenated = inputs.choice([False, True])
+        log_probs = sequence_references.log_softmax(inputs.rng.normal(0, 2.0, (T, N, C)))
+        if inputs.choice([True, False, True]) is False:  # (PyTorch does not normalise them)
+            log_probs = inputs.rng.normal(-1.5, 1.0, (T, N, C))
+        log_probs = inputs.cast(log_probs)
+        targets = padded
+        if concatenated or unbatched:
+            targets = np.concatenate([row[:n] for row, n in zip(padded, target_lengths)]
+                                     ).astype(np.int64) if N else np.zeros(0, np.int64)
+        if unbatched:
+            log_probs = np.ascontiguousarray(log_probs[:, 0])
+            input_lengths, target_lengths = input_lengths[0], target_lengths[0]
+        values_shape = () if unbatched else (N,)
+
+        def reference(arrays, reduction, sample_weight):
+            return sequence_references.ctc_loss(*arrays, reduction=reduction, **options)
+
+        def gradient_reference(arrays, reduction, sample_weight):
+            return sequence_references.torch_gradient_surrogate(*arrays, reduction=reduction,
+                                                                **options)
+        return dict(arrays=(targets, log_probs, input_lengths, target_lengths),
+                    options=options, reference=reference, values_shape=values_shape,
+                    gradients=(1,), gradient_reference=gradient_reference)
+    return make
+
+
 MAKERS = {
     **{name: _pointwise(name) for name in references.POINTWISE},
     **{name: _keras_binary(name) for name in ("binary_crossentropy", "binary_focal_crossentropy",
@@ -692,13 +784,16 @@ MAKERS = {
        if convention == "keras"},
     **{name: _torch_rows(name) for name, (convention, _, _) in row_references.ROW_LOSSES.items()
        if convention != "keras"},
-    **{name: _multi(name) for name in ("triplet_margin_loss", "quadruplet_loss",
+    **{name: _multi(name) for name in ("triplet_margin_loss",
+                                       "triplet_margin_with_distance_loss", "quadruplet_loss",
                                        "contrastive_loss", "cosine_embedding_loss",
                                        "margin_ranking_loss", "gaussian_nll_loss",
                                        "gaussian_kl_loss")},
     **{name: _overlap(name) for name in ("dice", "tversky", "fbeta_loss")},
     "circle": _circle,
     "ntxent": _ntxent,
+    "ctc_loss": _sequences("ctc_loss"),
+    "ctc": _sequences("ctc"),
 }
 
 

@@ -20,6 +20,30 @@ def triplet_margin(anchor, positive, negative, margin=1.0, p=2.0, eps=1e-6, swap
     return np.maximum(margin + d_ap - d_an, 0.0)
 
 
+def cosine_distance(x1, x2, eps=1e-8):
+    """1 - PyTorch's cosine_similarity over the last axis: each norm clamped below at eps."""
+    n1 = np.maximum(np.sqrt((x1 * x1).sum(-1)), eps)
+    n2 = np.maximum(np.sqrt((x2 * x2).sum(-1)), eps)
+    return 1.0 - (x1 * x2).sum(-1) / (n1 * n2)
+
+
+def triplet_margin_distance(anchor, positive, negative, distance_function="euclidean",
+                            margin=1.0, eps=None, swap=False):
+    """PyTorch's triplet_margin_with_distance_loss with pairwise_distance ("euclidean") or
+    1 - cosine_similarity ("cosine"), each with its own default eps."""
+    if distance_function == "euclidean":
+        def distance(x, y):
+            return pairwise_distance(x, y, 2.0, 1e-6 if eps is None else eps)
+    else:
+        def distance(x, y):
+            return cosine_distance(x, y, 1e-8 if eps is None else eps)
+    d_ap = distance(anchor, positive)
+    d_an = distance(anchor, negative)
+    if swap:
+        d_an = np.minimum(d_an, distance(positive, negative))
+    return np.maximum(margin + d_ap - d_an, 0.0)
+
+
 def _squared(x, y):
     return ((x - y) ** 2).sum(-1)
 

@@ -3,7 +3,8 @@ torch.nn.functional and Optax documentation and source), independent of the kern
 
 ``row_reference(name, t, p, **options)`` -> per-row losses along the last axis (the class
 axis moved there), and ``reference(name, t, p, ...)`` adds the reduction of the loss's
-convention.  Targets ``t`` are integer labels (one per row) or dense arrays of p's shape.
+convention.  Targets ``t`` are integer labels (one per row), dense arrays of p's shape, or
+(multilabel_margin_loss) rows of class indices of p's shape padded with -1.
 """
 
 import numpy as np
@@ -79,6 +80,24 @@ def multilabel_soft_margin(y, x, weight=None):
     return (w * -(y * log_sig + (1 - y) * log_sig_neg)).mean(-1)
 
 
+def multilabel_margin(y, x):
+    """PyTorch's multilabel_margin_loss per row: the row's targets are its entries of y
+    before the first -1 (in that order, a repeated one repeated); the loss sums
+    max(0, 1 - (x[j] - x[i])) over the targets j and the classes i not among them, over C."""
+    C = x.shape[-1]
+    values = np.zeros(x.shape[:-1])
+    for row in np.ndindex(*x.shape[:-1]):
+        targets = []
+        for label in y[row]:
+            if label == -1:
+                break
+            targets.append(int(label))
+        others = [i for i in range(C) if i not in targets]
+        values[row] = sum(max(0.0, 1.0 - (x[row][j] - x[row][i]))
+                          for j in targets for i in others) / C
+    return values
+
+
 def poly_loss(y, x, epsilon=2.0):
     ce = -(y * log_softmax(x)).sum(-1)
     return ce + epsilon * (y * (1 - np.exp(log_softmax(x)))).sum(-1)
@@ -109,6 +128,7 @@ ROW_LOSSES = {
         * np.take_along_axis(x, l[..., None], -1)[..., 0]),
     "multi_margin_loss": ("torch", "labels", multi_margin),
     "multilabel_soft_margin_loss": ("torch", "dense", multilabel_soft_margin),
+    "multilabel_margin_loss": ("torch", "label_sets", multilabel_margin),
     "poly_loss_cross_entropy": ("optax", "dense", poly_loss),
     # y_true unused; y_pred = [anchor | positive | negative] (tests/test_multi.py)
     "triplet_loss": ("keras", "unused", lambda t, p, alpha=0.2: stacked_triplet(None, p, alpha)),
@@ -125,7 +145,9 @@ def reference(name, y_true, y_pred, sample_weight=None, reduction="default", axi
                     (1 if np.ndim(p) >= 2 else 0), -1)
     t = np.asarray(t)
     dense = targets == "dense" or (targets == "either" and t.dtype.kind == "f")
-    if dense:
+    if targets == "label_sets":  # (N, C) or (C,): the class axis is the last
+        keep = np.ones(p.shape[:-1], bool)
+    elif dense:
         t = np.moveaxis(t.astype(np.float64), axis if convention == "keras" else
                         (1 if t.ndim >= 2 else 0), -1)
         keep = np.ones(p.shape[:-1], bool)

@@ -151,6 +151,8 @@ def family(loss):
         return f"multi-{'rows' if name == 'embeddings' else 'elements'}"
     if name == "rows":
         return "rows-labels" if loss.family.targets in ("labels", "either") else "rows-dense"
+    if name == "sequences":
+        return f"sequences-{loss.convention}"
     return f"pointwise-{loss.convention}"
 
 
@@ -255,6 +257,8 @@ def per_sample_shape(s):
     (axis=None).  (Known without running a kernel: the matrix is built at collection.)"""
     if s.loss.convention != "keras":
         return None
+    if s.family == "sequences-keras":  # (one loss per sequence of y_pred (N, T, C))
+        return s.args[-1].shape[:1]
     return () if s.family == "overlap" else s.args[-1].shape[:-1]
 
 
@@ -347,21 +351,30 @@ def _class_count(s):
 def labels_out_of_range(s):
     if s.family == "pairwise":
         return _pairwise_labels(s)
+    if s.family.startswith("sequences"):
+        return _sequence_labels(s)
     if not s.labels:
         return []
     keras = s.loss.convention == "keras"
     C = _class_count(s)
     y = s.args[0]
+    # a row of class indices per sample, padded with -1 (multilabel_margin_loss): the
+    # first entry of row 1 made bad; -1 is the padding, -2 the first negative refused
+    label_sets = y.shape == s.args[-1].shape
+    at, where = ((1, 0), "y_true[1, 0]") if label_sets else (1, "y_true[1]")
+    negative = -2 if label_sets else -1
 
     def at_1(value, dtype=None):
-        labels = y.astype(dtype or y.dtype)
-        labels[1] = value
+        labels = y.astype(dtype or y.dtype) if not label_sets else np.maximum(y, 0).astype(
+            dtype or y.dtype)  # (valid for an unsigned dtype too)
+        labels[at] = value
         return with_arg(s.args, 0, labels)
 
     cases = [
-        raises("label C", ValueError, ["y_true[1]", f"= {C}", f"[0, {C})"], vg, s, at_1(C)),
-        raises("label -1", ValueError, ["y_true[1]", "= -1"], vg, s, at_1(-1)),
-        raises("label 2**64 - 1", ValueError, ["y_true[1]", str(2 ** 64 - 1)], vg, s,
+        raises("label C", ValueError, [where, f"= {C}", f"[0, {C})"], vg, s, at_1(C)),
+        raises(f"label {negative}", ValueError, [where, f"= {negative}"], vg, s,
+               at_1(negative)),
+        raises("label 2**64 - 1", ValueError, [where, str(2 ** 64 - 1)], vg, s,
                at_1(2 ** 64 - 1, np.uint64)),
         raises("boolean labels", TypeError, ["y_true", "boolean"], vg, s,
                with_arg(s.args, 0, y > 0)),
@@ -386,6 +399,41 @@ def labels_out_of_range(s):
         def ignored_label_accepted():
             assert np.isfinite(s.loss(*at_1(ignored), **options)).all()
         cases.append(works(f"the ignored label {ignored}", ignored_label_accepted))
+    return cases
+
+
+def _sequence_labels(s):
+    """CTC's targets: classes in [0, C) but the blank; integers (Keras truncates floats)."""
+    keras = s.loss.convention == "keras"
+    y, C = s.args[0], s.args[1].shape[-1]
+    name = s.names[0]
+
+    def with_label(value, dtype=None):
+        labels = y.astype(dtype or y.dtype)
+        labels[0, 0] = value
+        return with_arg(s.args, 0, labels)
+
+    cases = [
+        raises("label C", ValueError, [name, f"label {C}", "out of range"], vg, s,
+               with_label(C)),
+        raises("label -1", ValueError, [name, "-1"], vg, s, with_label(-1)),
+        raises("label 2**64 - 1", ValueError, [name, str(2 ** 64 - 1)], vg, s,
+               with_label(2 ** 64 - 1, np.uint64)),
+        raises("boolean labels", TypeError, [name, "bool"], vg, s, with_arg(s.args, 0, y > 0)),
+        raises("the blank inside a target", ValueError, [name, "blank"], vg, s,
+               with_arg(s.args, 0, np.concatenate([np.zeros_like(y), y], axis=1))
+               if keras else with_label(0)),
+    ]
+    if keras:
+        cases += [
+            works("float labels", lambda: assert_same_results(
+                vg(s, with_arg(s.args, 0, y + 0.7)), vg(s, s.args))),
+            raises("NaN label", ValueError, [name, "non-finite"], vg, s,
+                   with_label(np.nan, np.float64)),
+        ]
+    else:
+        cases.append(raises("float labels", TypeError, [name, "float64"], vg, s,
+                            with_arg(s.args, 0, y + 0.0)))
     return cases
 
 
@@ -419,15 +467,16 @@ ACCEPTED_PROBABILITIES = ("binary_focal_crossentropy", "categorical_crossentropy
 
 def probabilities_outside_unit_interval(s):
     cases = []
+    i = s.names.index(s.predictions[-1])
     for outside in (1.5, -0.5):
-        p = s.args[-1].copy()
-        p[0, 1] = outside
-        args = with_arg(s.args, len(s.args) - 1, p)
+        p = s.args[i].copy()
+        p.reshape(-1)[1] = outside  # (row 0's second element)
+        args = with_arg(s.args, i, p)
         if pred_range(s) is not None:
             cases.append(raises(f"y_pred {outside}", ValueError, ["y_pred", "[0, 1]", str(outside)],
                                 vg, s, args))
         elif s.name in CLIPPED_PROBABILITIES:
-            clipped = with_arg(s.args, len(s.args) - 1, np.clip(p, *CLIPPED_PROBABILITIES[s.name]))
+            clipped = with_arg(s.args, i, np.clip(p, *CLIPPED_PROBABILITIES[s.name]))
             cases.append(works(f"y_pred {outside} clipped", lambda a=args, c=clipped:
                                np.testing.assert_allclose(s.loss(*a), s.loss(*c), rtol=1e-12)))
         elif s.name in ACCEPTED_PROBABILITIES and not (outside < 0 and "generalized" in s.name):
@@ -500,6 +549,13 @@ def bad_options(s):
         cases.append(raises("sample_weight", TypeError, ["sample_weight"], vg, s, s.args,
                             sample_weight=np.ones(2)))
     for option in (o for o in loss.options if not o.is_array):
+        if option.rule == "str":  # (a name, one of the choices)
+            cases.append(raises(f"{option.name} a number", TypeError, [option.name], vg, s,
+                                s.args, **{option.name: 1.0}))
+            cases.append(raises(f"{option.name} not a choice", ValueError,
+                                [option.name, "'nope'", repr(option.choices)], vg, s, s.args,
+                                **{option.name: "nope"}))
+            continue
         cases.append(raises(f"{option.name} a string", TypeError, [option.name], vg, s, s.args,
                             **{option.name: "1"}))
         if option.name == "axis":
@@ -572,7 +628,8 @@ def different_devices(s):
 # axis of a scalar fails, Keras's overlap losses flatten their inputs.
 ZERO_D = {"pointwise-torch": None, "multi-elements": None, "overlap": None,
           "pointwise-keras": "y_pred", "rows-labels": "y_pred", "rows-dense": "y_pred",
-          "multi-rows": "first prediction", "pairwise": "y_pred"}
+          "multi-rows": "first prediction", "pairwise": "y_pred",
+          "sequences-torch": "log_probs", "sequences-keras": "y_pred"}
 
 
 def zero_d(s):
@@ -730,6 +787,7 @@ def test_read_only_inputs_reuse_the_compiled_kernel():
 # NaN in an element a loss reads reaches its value, except where the peer drops it too.
 NAN_VALUE_DROPPED = {
     ("multi_margin_loss", "y_pred"): "PyTorch adds a margin term only where it is > 0",
+    ("multilabel_margin_loss", "y_pred"): "PyTorch adds a margin term only where it is > 0",
     ("hinge_embedding_loss", "y_true"): "PyTorch: a label that is neither 1 nor -1 takes "
                                         "both terms",
     ("cosine_embedding_loss", "y_true"): "PyTorch: a label that is neither 1 nor -1 gives 0",
@@ -743,6 +801,7 @@ NAN_GRAD_DROPPED = {
     "hinge_embedding_loss": "PyTorch's clamp_min passes no gradient at NaN",
     "margin_ranking_loss": "PyTorch's clamp_min passes no gradient at NaN",
     "multi_margin_loss": "PyTorch adds a margin term only where it is > 0",
+    "multilabel_margin_loss": "PyTorch adds a margin term only where it is > 0",
     "kl_div": "the gradient, -target, does not depend on the input",
     "nll_loss": "the gradient, -weight[y], does not depend on the input",
 }
@@ -760,8 +819,8 @@ def _nan_at_a_read_element(s, i):
 NAN_CASES = []
 for _name, _s in SUBJECTS.items():
     for _i, _array in enumerate(_s.names):
-        if _i == 0 and (_s.labels or _s.y_true_unused):
-            continue  # integer labels (the "labels" kind), or unused
+        if (_i == 0 and (_s.labels or _s.y_true_unused)) or _s.args[_i].dtype.kind in "iu":
+            continue  # integer labels (the "labels" kind) or lengths, or unused
         for _what in ("value", "grad") if _array in _s.predictions else ("value",):
             _reason = (NAN_VALUE_DROPPED.get((_name, _array)) if _what == "value"
                        else NAN_GRAD_DROPPED.get(_name))
@@ -786,7 +845,8 @@ def test_nan_reaches_the_value_and_the_gradient(name, position, what):
 
 INF_CASES = [pytest.param(n, i, sign, id=f"{n}-{array}-{sign}inf")
              for n, s in SUBJECTS.items() for i, array in enumerate(s.names)
-             if not (i == 0 and s.labels) for sign in "+-"]
+             if not (i == 0 and s.labels) and s.args[i].dtype.kind not in "iu"
+             for sign in "+-"]
 
 
 @pytest.mark.parametrize("name, position, sign", INF_CASES)

@@ -70,9 +70,10 @@ def test_cuda_kernels_match_the_cpu(name, options, reduction, shape):
 
 
 def test_the_smoke_cases_reach_every_cuda_kernel(monkeypatch):
-    """Every kernel of generated_cuda (element x mode), overlap_cuda and pairwise_cuda is
-    launched by some case above (else a kernel could go untested in CI)."""
-    from fastloss.kernels import generated_cuda, overlap_cuda, pairwise_cuda, pointwise_cuda
+    """Every kernel of generated_cuda (element x mode), overlap_cuda, pairwise_cuda and
+    ctc_cuda is launched by some case above (else a kernel could go untested in CI)."""
+    from fastloss.kernels import (ctc_cuda, generated_cuda, overlap_cuda, pairwise_cuda,
+                                  pointwise_cuda)
 
     launched = set()
 
@@ -84,7 +85,7 @@ def test_the_smoke_cases_reach_every_cuda_kernel(monkeypatch):
         for _, name, options, reduction, shape in CASES:
             run_all(name, options, reduction, shape)
     every = set().union(*map(_kernels, (generated_cuda, overlap_cuda, pairwise_cuda,
-                                        pointwise_cuda)))
+                                        pointwise_cuda, ctc_cuda)))
     assert len(every) > 120  # (the look-up below finds the kernels at all)
     missing = every - launched
     assert not missing, sorted(missing)

@@ -81,6 +81,12 @@ def row_inputs(name, shape, rng):
     p = rng.uniform(0.05, 2.0, shape)
     if targets == "dense":
         return rng.dirichlet(np.ones(shape[-1]), shape[:-1]), p
+    if targets == "label_sets":  # up to 5 class indices a row (repeats too), then -1
+        t = rng.integers(-1, shape[-1], shape)
+        for r, row in enumerate(t):
+            row[:r % 6] = rng.integers(0, shape[-1], r % 6)
+            row[r % 6] = -1
+        return t, p
     return rng.integers(0, shape[-1], shape[:-1]), p
 
 

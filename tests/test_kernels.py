@@ -92,6 +92,7 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
         from numba import cuda, float32, float64, int64, types
         from fastloss.kernels import generated_cuda, pointwise_cuda
         from fastloss.kernels._generate import FAMILIES, MODES
+        from fastloss.kernels.row_elements import INDEX_TARGETS
         from fastloss.kernels.elements import OPTION_SLOTS
         from numba.cuda import dispatcher
 
@@ -113,9 +114,11 @@ def test_every_cuda_element_and_body_compiles_to_ptx_for_sm90(body, dtype):
                 "tuplewise": (a,) * 5 + (o,) + middle + (a,) * 4 + (float64[::1],)}}["{body}"]
         names = sorted(next(elements for body, _, elements in FAMILIES if body == "{body}"))
         for name in names:
+            # (an element of int64 targets: the signature it runs with)
+            s = (int64[::1],) + sig[1:] if name in INDEX_TARGETS else sig
             for mode in (MODES if name == names[0] else {element_modes!r}):
                 ptx, _ = cuda.compile_ptx(
-                    getattr(generated_cuda, f"{{name}}_{{mode}}").py_func, sig, cc=(9, 0))
+                    getattr(generated_cuda, f"{{name}}_{{mode}}").py_func, s, cc=(9, 0))
                 assert ".target sm_90" in ptx
                 count += 1
         if "{body}" == "pointwise":
@@ -152,8 +155,9 @@ VECTORISED = r"""
         for name in sorted(names):
             # (the serial kernel: its loop is the one that the parallel kernel calls too)
             kernel = getattr(generated_cpu, f"{name}_value_and_grad_serial")
-            kernel.compile(sig)
-            ir = kernel.inspect_llvm(sig)
+            s = (i,) + sig[1:] if name in row_elements.INDEX_TARGETS else sig  # (int64 t)
+            kernel.compile(s)
+            ir = kernel.inspect_llvm(s)
             body = next(b for b in re.split(r"\n(?=define )", ir)
                         if b.startswith("define") and "cpython" not in b.split("(")[0]
                         and "cfunc" not in b.split("(")[0])

@@ -59,6 +59,15 @@ CASES = [
     ("gaussian_nll_loss", {}, lambda r: (normal(r), normal(r), r.uniform(0.2, 2, (N,))),
      ref.gaussian_nll),
     ("gaussian_kl_loss", {}, lambda r: (normal(r), normal(r)), ref.gaussian_kl),
+    ("triplet_margin_with_distance_loss", {}, lambda r: (normal(r), normal(r), normal(r)),
+     ref.triplet_margin_distance),
+    ("triplet_margin_with_distance_loss", {"swap": True, "eps": 0.0, "margin": 2.5},
+     lambda r: (normal(r), normal(r), normal(r)), ref.triplet_margin_distance),
+    ("triplet_margin_with_distance_loss", {"distance_function": "cosine"},
+     lambda r: (normal(r), normal(r), normal(r)), ref.triplet_margin_distance),
+    ("triplet_margin_with_distance_loss",
+     {"distance_function": "cosine", "swap": True, "margin": 0.5, "eps": 0.1},
+     lambda r: (normal(r), normal(r), normal(r)), ref.triplet_margin_distance),
 ]
 
 
@@ -129,7 +138,8 @@ def test_value_grad_and_fused_agree(case):
             np.testing.assert_allclose(got, fused, rtol=1e-14, atol=1e-300)
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[11], CASES[17]], ids=case_id)
+@pytest.mark.parametrize("case", [CASES[1], CASES[6], CASES[11], CASES[17], CASES[-1]],
+                         ids=case_id)
 def test_grad_output_is_the_cotangent(backend, case):
     name, options, make, reference = case
     rng = np.random.default_rng(5)
@@ -169,6 +179,7 @@ def test_out_receives_every_gradient():
 
 @pytest.mark.parametrize("name, make", [
     ("triplet_margin_loss", lambda n: (np.ones((n, 3)),) * 3),
+    ("triplet_margin_with_distance_loss", lambda n: (np.ones((n, 3)),) * 3),
     ("contrastive_loss", lambda n: (np.ones(n), np.ones((n, 3)), np.ones((n, 3)))),
     ("cosine_embedding_loss", lambda n: (np.ones(n), np.ones((n, 3)), np.ones((n, 3)))),
     ("quadruplet_loss", lambda n: (np.ones((n, 3)),) * 4),
@@ -198,6 +209,11 @@ def test_identical_and_zero_vectors_give_finite_gradients(backend):
     for loss, args, kw in [(fl.triplet_margin_loss, (x, x, x), {}),
                            (fl.triplet_margin_loss, (x, x, x), {"eps": 0.0, "swap": True}),
                            (fl.triplet_margin_loss, (x, x, x), {"eps": 0.0, "p": 3.0}),
+                           (fl.triplet_margin_with_distance_loss, (x, x, x), {"swap": True}),
+                           (fl.triplet_margin_with_distance_loss, (zero, x, zero),
+                            {"distance_function": "cosine", "swap": True}),
+                           (fl.triplet_margin_with_distance_loss, (zero, zero, zero),
+                            {"distance_function": "cosine"}),
                            (fl.contrastive_loss, (y, x, x), {}),
                            (fl.contrastive_loss, (y, x, x), {"eps": 0.0}),
                            (fl.cosine_embedding_loss, (np.array([1.0, -1.0]), zero, x), {}),
@@ -215,7 +231,10 @@ def test_rows_split_across_a_cuda_block():
     for loss, args, kw in [(fl.triplet_margin_loss, (a, p, n), {"swap": True, "p": 1.5}),
                            (fl.cosine_embedding_loss, (y, a, p), {}),
                            (fl.contrastive_loss, ((y + 1) / 2, a * 0.1, p * 0.1), {}),
-                           (fl.quadruplet_loss, (a, p, n, a + p), {})]:
+                           (fl.quadruplet_loss, (a, p, n, a + p), {}),
+                           (fl.triplet_margin_with_distance_loss, (a, p, n), {"swap": True}),
+                           (fl.triplet_margin_with_distance_loss, (a, p, n),
+                            {"distance_function": "cosine", "swap": True, "margin": 2.0})]:
         cpu_value, cpu_grads = loss.value_and_grad(*args, reduction="none", **kw)
         with fl.backend("cuda"):
             value, grads = loss.value_and_grad(*args, reduction="none", **kw)
@@ -277,6 +296,17 @@ BAD = [
      r"var of shape \(3, 2\) must have y_pred's shape"),
     (lambda: fl.triplet_loss(np.zeros(2), np.ones((2, 7))), ValueError,
      "must split into 3 equal parts"),
+    (lambda: fl.triplet_margin_with_distance_loss(np.ones(3), np.ones(3), np.ones(3),
+                                                  distance_function="manhattan"), ValueError,
+     r"distance_function must be one of \('euclidean', 'cosine'\), got 'manhattan'"),
+    (lambda: fl.triplet_margin_with_distance_loss(np.ones(3), np.ones(3), np.ones(3),
+                                                  distance_function=None), TypeError,
+     "distance_function must be a string"),
+    (lambda: fl.triplet_margin_with_distance_loss(np.ones(3), np.ones(3), np.ones(3), eps=-1.0),
+     ValueError, "eps must be nonnegative"),
+    (lambda: fl.triplet_margin_with_distance_loss(np.ones((2, 3)), np.ones((2, 3)),
+                                                  np.ones((3, 3)), distance_function="cosine"),
+     ValueError, r"negative of shape \(3, 3\) must have anchor's shape \(2, 3\)"),
 ]
 
 

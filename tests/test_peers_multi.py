@@ -19,6 +19,7 @@ def inputs(name, rng, n=16, d=9):
     signs = rng.choice([-1.0, 1.0], n)
     table = {
         "triplet_margin_loss": (normal(), normal(), normal()),
+        "triplet_margin_with_distance_loss": (normal(), normal(), normal()),
         "cosine_embedding_loss": (signs, normal(), normal()),
         "margin_ranking_loss": (rng.choice([-1.0, 1.0], (n, d)), normal(), normal()),
         "hinge_embedding_loss": (rng.choice([-1.0, 1.0], (n, d)), normal()),
@@ -28,10 +29,24 @@ def inputs(name, rng, n=16, d=9):
     return table[name]
 
 
+def torch_distance(kw):
+    """fastloss's distance_function and eps as PyTorch's distance_function callable."""
+    kw = dict(kw)
+    name, eps = kw.pop("distance_function", "euclidean"), kw.pop("eps", None)
+    if name == "cosine":
+        kw["distance_function"] = lambda x, y: 1 - F.cosine_similarity(
+            x, y, dim=-1, eps=1e-8 if eps is None else eps)
+    elif eps is not None:
+        kw["distance_function"] = lambda x, y: F.pairwise_distance(x, y, eps=eps)
+    return kw
+
+
 def torch_call(name, args, kw):
     """torch's argument order: the predictions first, the target last."""
     if name == "triplet_margin_loss":
         return F.triplet_margin_loss(*args, **kw)
+    if name == "triplet_margin_with_distance_loss":
+        return F.triplet_margin_with_distance_loss(*args, **torch_distance(kw))
     if name == "gaussian_nll_loss":
         y, mean, var = args
         return F.gaussian_nll_loss(mean, y, var, **kw)
@@ -42,6 +57,11 @@ def torch_call(name, args, kw):
 CASES = [
     ("triplet_margin_loss", {}), ("triplet_margin_loss", {"swap": True, "margin": 2.0}),
     ("triplet_margin_loss", {"p": 1.0}), ("triplet_margin_loss", {"p": 3.0, "eps": 1e-3}),
+    ("triplet_margin_with_distance_loss", {}),
+    ("triplet_margin_with_distance_loss", {"swap": True, "margin": 2.0, "eps": 1e-3}),
+    ("triplet_margin_with_distance_loss", {"distance_function": "cosine"}),
+    ("triplet_margin_with_distance_loss", {"distance_function": "cosine", "swap": True,
+                                           "margin": 0.5, "eps": 0.1}),
     ("cosine_embedding_loss", {}), ("cosine_embedding_loss", {"margin": 0.2}),
     ("margin_ranking_loss", {}), ("margin_ranking_loss", {"margin": 0.7}),
     ("hinge_embedding_loss", {}), ("hinge_embedding_loss", {"margin": 0.4}),
@@ -57,9 +77,10 @@ CASES = [
 def test_matches_torch(name, kw, reduction, dtype):
     args = [x.astype(dtype) for x in inputs(name, np.random.default_rng(0))]
     loss = fl.LOSSES[name]
-    positions = range(len(args)) if name == "triplet_margin_loss" else range(1, len(args))
-    cotangent = np.random.default_rng(1).uniform(0.5, 1.5, (16, 9) if name not in (
-        "triplet_margin_loss", "cosine_embedding_loss") else (16,)).astype(dtype)
+    triplet = name.startswith("triplet_margin")
+    positions = range(len(args)) if triplet else range(1, len(args))
+    cotangent = np.random.default_rng(1).uniform(0.5, 1.5, (16, 9) if not triplet and name != (
+        "cosine_embedding_loss") else (16,)).astype(dtype)
     go = cotangent if reduction == "none" else None
     value, grads = loss.value_and_grad(*args, reduction=reduction, grad_output=go, **kw)
     grads = grads if isinstance(grads, tuple) else (grads,)
@@ -101,3 +122,29 @@ def test_triplet_margin_swap_tie_and_zero_distance():
         F.triplet_margin_loss(*ts, **kw).backward()
         for g, t in zip(grads, ts):
             np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_cosine_distance_at_norms_below_eps(swap):
+    """cosine_similarity clamps each norm below at eps, and its backward differentiates
+    the clamped norm as the norm itself (x / |x|; 0 for a zero vector): tiny, zero and
+    ordinary rows, against PyTorch's values and gradients."""
+    rng = np.random.default_rng(3)
+    a, p, n = (rng.normal(size=(6, 4)) for _ in range(3))
+    a[0] *= 1e-9       # a norm below eps
+    p[1] = 0.0         # a zero vector
+    n[2] *= 3e-9
+    a[3], p[3] = 2e-9 * p[3], 5e-9 * a[3]  # both below eps
+    n[4] = 0.0
+    for eps in (None, 1e-3):
+        kw = {"distance_function": "cosine", "swap": swap, "eps": eps}
+        value, grads = fl.triplet_margin_with_distance_loss.value_and_grad(
+            a, p, n, reduction="none", **kw)
+        ts = [torch.tensor(x, requires_grad=True) for x in (a, p, n)]
+        out = F.triplet_margin_with_distance_loss(*ts, reduction="none", **torch_distance(kw))
+        out.backward(torch.ones_like(out))
+        np.testing.assert_allclose(value, out.detach().numpy(), rtol=1e-12, atol=1e-15)
+        for g, t in zip(grads, ts):
+            expected = t.grad.numpy()
+            np.testing.assert_allclose(g, expected, rtol=1e-10,
+                                       atol=1e-15 * np.abs(expected).max())

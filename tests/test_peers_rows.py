@@ -35,6 +35,12 @@ def targets(kind, rng, ignore=None):
         return np.eye(C)[rng.integers(0, C, N)]
     if kind == "binary":
         return rng.integers(0, 2, (N, C)).astype(np.float64)
+    if kind == "label_sets":  # class indices padded with -1 (anything valid after it)
+        y = rng.integers(-1, C, (N, C))
+        for row, k in zip(y, [0, 1, 2, 3, C, 2, 4, C - 1]):
+            row[:k] = rng.integers(0, C, k)  # (repeats too)
+            row[k:k + 1] = -1
+        return y
     return rng.dirichlet(np.ones(C), N)
 
 
@@ -112,6 +118,7 @@ TORCH = [  # (name, torch function, options, targets, predictions)
      "labels", "logits"),
     ("multilabel_soft_margin_loss", F.multilabel_soft_margin_loss, {"weight": WEIGHT},
      "binary", "logits"),
+    ("multilabel_margin_loss", F.multilabel_margin_loss, {}, "label_sets", "logits"),
 ]
 
 
@@ -122,7 +129,7 @@ def test_torch(case, reduction, dtype):
     name, fn, options, t_kind, p_kind = case
     rng = rng_for(name, sorted(options), t_kind, reduction, np.dtype(dtype).name)
     t = targets(t_kind, rng, options.get("ignore_index"))
-    t = t if t_kind == "labels" else t.astype(dtype)
+    t = t if t_kind in ("labels", "label_sets") else t.astype(dtype)
     p = predictions(p_kind, rng).astype(dtype)
     torch_options = {k: (torch.tensor(v, dtype=getattr(torch, np.dtype(dtype).name))
                          if k == "weight" else v) for k, v in options.items()}

@@ -22,7 +22,8 @@ NAMES = sorted(fl.LOSSES)
 def test_every_spec_is_complete(name):
     spec = fl.LOSSES[name].spec
     assert spec.name == name and spec.formula and spec.reference
-    assert spec.family in {"pointwise", "rows", "embeddings", "elements", "overlap", "pairwise"}
+    assert spec.family in {"pointwise", "rows", "embeddings", "elements", "overlap", "pairwise",
+                           "sequences"}
     assert spec.convention in {"keras", "torch", "optax"}
     assert set(spec.predictions) <= set(spec.inputs) and spec.predictions
     assert spec.default_reduction in spec.reductions

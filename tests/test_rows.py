@@ -49,6 +49,7 @@ CASES = [
     ("multi_margin_loss", {"p": 2, "margin": 0.7, "weight": CLASS_WEIGHT}, "labels", "logits"),
     ("multilabel_soft_margin_loss", {}, "binary", "logits"),
     ("multilabel_soft_margin_loss", {"weight": CLASS_WEIGHT}, "soft", "logits"),
+    ("multilabel_margin_loss", {}, "label_sets", "logits"),
     ("poly_loss_cross_entropy", {}, "distribution", "logits"),
     ("poly_loss_cross_entropy", {"epsilon": -0.5}, "one_hot", "logits"),
 ]
@@ -71,6 +72,12 @@ def make_targets(kind, shape, rng):
         return rng.integers(0, 2, shape).astype(np.float64)
     if kind == "soft":
         return rng.uniform(0, 1, shape)
+    if kind == "label_sets":  # rows of class indices padded with -1 (anything valid after it)
+        t = rng.integers(-1, classes, shape)
+        for row, k in zip(t.reshape(-1, classes), rng.permutation(classes + 1)):
+            row[:k] = rng.integers(0, classes, k)  # (repeats too; no targets to all)
+            row[k:k + 1] = -1
+        return t
     return rng.standard_normal(shape)
 
 
@@ -315,3 +322,64 @@ def test_row_value_and_grad_are_bitwise_repeatable():
     a = fl.cross_entropy.value_and_grad(y, x)
     b = fl.cross_entropy.value_and_grad(y, x)
     assert a[0] == b[0] and np.array_equal(a[1], b[1])
+
+
+def test_multilabel_margin_targets_end_at_the_first_minus_one():
+    """PyTorch's multilabel targets: the indices before a row's first -1 (what follows is
+    checked but not read); a repeated index counts twice; a row without targets gives 0."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(4, 5)) * 2
+    loss = fl.multilabel_margin_loss
+    y = np.array([[0, 3, -1, 4, 2], [-1, 0, 1, 2, 3], [1, 1, -1, -1, -1], [2, 4, 0, 1, 3]])
+    same = np.array([[0, 3, -1, -1, -1], [-1, -1, -1, -1, -1], [1, 1, -1, 0, 0],
+                     [2, 4, 0, 1, 3]])
+    value, grad = loss.value_and_grad(y, x, reduction="none")
+    check(value, reference("multilabel_margin_loss", y, x, reduction="none"), np.float64)
+    same_value, same_grad = loss.value_and_grad(same, x, reduction="none")
+    np.testing.assert_array_equal(value, same_value)
+    np.testing.assert_array_equal(grad, same_grad)
+    assert value[1] == 0 and np.all(grad[1] == 0) and value[3] == 0 and np.all(grad[3] == 0)
+    once = loss.value_and_grad(np.array([1, -1, -1, -1, -1]), x[2], reduction="sum")
+    np.testing.assert_allclose(value[2], 2 * once[0], rtol=1e-15)
+    np.testing.assert_allclose(grad[2], 2 * once[1], rtol=1e-15)
+    for dtype in (np.int8, np.uint8, np.int32, np.uint64):  # (no -1 in an unsigned dtype)
+        full = np.array([[2, 4, 0, 1, 3]], dtype)
+        np.testing.assert_array_equal(loss(full, x[3:]), 0.0)
+
+
+def test_multilabel_margin_bad_targets_raise_before_any_kernel():
+    x = np.zeros((3, 4))
+    loss = fl.multilabel_margin_loss
+    for bad in (4, -2, 2 ** 40):
+        y = np.array([[0, -1, 3, 3], [1, 2, bad, -1], [0, 0, 0, 0]])
+        with pytest.raises(ValueError, match=rf"y_true\[1, 2\] = {bad} is not a class index "
+                                             r"in \[0, 4\) nor the padding -1"):
+            loss.value_and_grad(y, x)
+    with pytest.raises(ValueError, match=r"y_true\[3\] = 9"):  # (after the first -1 too)
+        loss(np.array([0, -1, 1, 9]), x[0])
+    with pytest.raises(ValueError, match=r"y_true of shape \(3,\) must hold class indices of "
+                                         r"y_pred's shape \(3, 4\)"):
+        loss(np.zeros(3, np.int64), x)
+    with pytest.raises(ValueError, match=r"y_pred must have shape \(C,\) or \(N, C\)"):
+        loss(np.zeros((3, 4, 2), np.int64), np.zeros((3, 4, 2)))
+    with pytest.raises(TypeError, match="integer class indices.*float64"):
+        loss(np.zeros((3, 4)), x)
+    with pytest.raises(TypeError, match="booleans"):
+        loss(np.zeros((3, 4), bool), x)
+
+
+def test_multilabel_margin_long_rows_on_a_cuda_block():
+    """Rows of at least 64 classes take a CUDA block each: every lane visits every target,
+    the lanes' sums are the block's."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(3, 70))
+    y = np.full((3, 70), -1)
+    y[0, :5] = [3, 69, 3, 0, 40]
+    y[2] = rng.permutation(70)
+    y[2, 10] = -1  # (ten targets)
+    cpu = fl.multilabel_margin_loss.value_and_grad(y, x, reduction="none")
+    check(cpu[0], reference("multilabel_margin_loss", y, x, reduction="none"), np.float64)
+    with fl.backend("cuda"):
+        got = fl.multilabel_margin_loss.value_and_grad(y, x, reduction="none")
+    np.testing.assert_allclose(got[0], cpu[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], cpu[1], rtol=1e-12, atol=1e-15)

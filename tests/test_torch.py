@@ -31,6 +31,12 @@ def _arguments(name, rng):
     if name == "binary_cross_entropy":
         return (torch.rand(N, C, generator=g, dtype=torch.float64) * 0.9 + 0.05,
                 torch.rand(N, C, generator=g, dtype=torch.float64)), {}, (0,)
+    if name == "multilabel_margin_loss":  # class indices padded with -1, some repeated
+        y = torch.randint(-1, C, (N, C), generator=g)
+        for row, k in zip(y, (0, 1, 2, C, 3, 2)):
+            row[:k] = torch.randint(0, C, (k,), generator=g)
+            row[k:k + 1] = -1
+        return (randn(N, C), y), {}, (0,)
     if name in ("binary_cross_entropy_with_logits", "multilabel_soft_margin_loss"):
         return (randn(N, C), (torch.rand(N, C, generator=g) < 0.5).double()), {}, (0,)
     if name in ("soft_margin_loss", "hinge_embedding_loss"):
@@ -48,6 +54,13 @@ def _arguments(name, rng):
                 + 0.1), {}, (0, 2)
     if name == "triplet_margin_loss":
         return (randn(N, C), randn(N, C), randn(N, C)), {"margin": 2.0}, (0, 1, 2)
+    if name == "triplet_margin_with_distance_loss":  # (the default distance: PyTorch's None)
+        return (randn(N, C), randn(N, C), randn(N, C)), {"margin": 2.0, "swap": True}, (0, 1, 2)
+    if name == "ctc_loss":  # (T, N, C) log-probabilities; repeated labels, an empty target
+        targets = torch.tensor([[1, 1, 2], [3, 0, 0], [2, 3, 1], [0, 0, 0], [1, 2, 3],
+                                [3, 3, 3]])
+        return (torch.log_softmax(randn(8, N, C), 2), targets,
+                torch.tensor([8, 7, 6, 5, 8, 8]), torch.tensor([2, 1, 3, 0, 3, 3])), {}, (0,)
     return (randn(N, C), randn(N, C)), {}, (0,)  # regression
 
 
@@ -88,16 +101,18 @@ def _fastloss_order_arguments(name, rng):
     return args, {}, tuple(loss.inputs.index(p) for p in loss.predictions)
 
 
-# (a loss of every family: pointwise, rows, elements, embeddings, overlap, pairwise)
+# (a loss of every family: pointwise, rows, elements, embeddings, overlap, pairwise,
+# sequences: ctc, whose gradient is the derivative, where ctc_loss's is PyTorch's)
 @pytest.mark.parametrize("name", ["mse_loss", "cross_entropy", "gaussian_nll_loss",
                                   "triplet_margin_loss", "kl_div", "cosine_embedding_loss",
                                   "dice", "circle", "ntxent", "quadruplet_loss",
-                                  "categorical_focal_crossentropy"])
+                                  "categorical_focal_crossentropy", "multilabel_margin_loss",
+                                  "triplet_margin_with_distance_loss", "ctc"])
 def test_gradcheck(name):
     rng = np.random.default_rng(1)
     args, options, differentiable = (_arguments(name, rng) if name in TORCH_NAMED
                                      else _fastloss_order_arguments(name, rng))
-    if name in ("dice", "circle", "ntxent", "categorical_focal_crossentropy"):
+    if name in ("dice", "circle", "ntxent", "categorical_focal_crossentropy", "ctc"):
         options = {"reduction": "sum_over_batch_size" if fl.LOSSES[name].convention == "keras"
                    else "mean"}
 

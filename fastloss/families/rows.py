@@ -3,9 +3,10 @@
 categorical hinge, PyTorch's losses over classes.
 
 It takes integer labels (checked: a label outside ``[0, C)`` that is not the ignored
-value raises), dense targets of the predictions' shape, the class axis (Keras's
-``axis``; PyTorch's dim 1), PyTorch's class ``weight`` and ``ignore_index``, and Keras's
-``ignore_class`` mask.
+value raises), dense targets of the predictions' shape, rows of class indices padded
+with -1 (PyTorch's multilabel_margin_loss; handed to the kernel as int64 targets),
+the class axis (Keras's ``axis``; PyTorch's dim 1), PyTorch's class ``weight`` and
+``ignore_index``, and Keras's ``ignore_class`` mask.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from .pointwise import plain_arrays
 class Rows(Family):
     """targets: "labels" (integer class indices), "dense" (an array of y_pred's shape),
     "either" (PyTorch's cross_entropy: floating targets of the input's shape are
-    probabilities, anything else class indices) or "unused" (Keras's signature, the
-    loss reads y_pred only).  parts: the row splits into this many equal parts.
+    probabilities, anything else class indices), "label_sets" (PyTorch's
+    multilabel_margin_loss: integer class indices of y_pred's shape (C) or (N, C), a
+    row's targets those before its first -1, handed to the kernel as the int64 targets
+    ``t``: ``label_sets``) or "unused" (Keras's signature, the loss reads y_pred only).
+    parts: the row splits into this many equal parts.
     ignore: the name of the option holding the ignored label ("ignore_class",
     "ignore_index") or None.  torch_mean: how PyTorch's "mean" divides: "weights" (by the
     summed weight of the non-ignored targets, as cross_entropy/nll_loss) or "rows".
@@ -85,6 +89,8 @@ class Rows(Family):
         valid = None
         if self.targets == "unused":
             t = p.reshape(-1)  # (the row element reads only y_pred)
+        elif self.targets == "label_sets":
+            t = label_sets(name, t_raw, pred_shape, xp)
         elif dense:
             ignored = options.get(self.ignore)
             if self.ignore and ignored not in (None, loss.spec.option(self.ignore).default):
@@ -254,6 +260,35 @@ class Rows(Family):
             raise ValueError(f"{name}: sample_weight of shape {w.shape} does not broadcast "
                              f"to the per-sample loss of shape {tuple(values_shape)}")
         return w.reshape(w_shape).astype(dtype) * mask.reshape(m_shape)
+
+
+def label_sets(name, t, pred_shape, xp):
+    """PyTorch's multilabel targets as the row element reads them: class indices of
+    y_pred's shape, (C) or (N, C), a row's targets being those before its first -1 (what
+    follows is checked, not read), flat int64 (the caller's array when it is that
+    already: nothing of the input's size is made).  Every entry must lie in [-1, C), as
+    PyTorch checks (ValueError naming the first that does not)."""
+    if len(pred_shape) > 2:
+        raise ValueError(f"{name}: y_pred must have shape (C,) or (N, C), got shape "
+                         f"{tuple(pred_shape)}")
+    if t.shape != tuple(pred_shape):
+        raise ValueError(f"{name}: y_true of shape {t.shape} must hold class indices of "
+                         f"y_pred's shape {tuple(pred_shape)} (padded with -1)")
+    if t.dtype.kind == "b":
+        raise TypeError(f"{name}: y_true must hold class indices, got booleans")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{name}: y_true must hold integer class indices (padded with -1), "
+                        f"got dtype {t.dtype}")
+    C = pred_shape[-1]
+    # (the range from two reductions: no temporary of the input's size unless one is bad)
+    if t.size and not (int(t.min()) >= -1 and int(t.max()) < C):
+        bad = ~((t >= -1) & (t < C))
+        flat = int(xp.flatnonzero(bad.reshape(-1))[0])
+        where = np.unravel_index(flat, t.shape)
+        raise ValueError(f"{name}: y_true{list(map(int, where))} = "
+                         f"{t.reshape(-1)[flat].item()} is not a class index in [0, {C}) "
+                         "nor the padding -1")
+    return xp.ascontiguousarray(t, dtype=np.int64).reshape(-1)
 
 
 def _caller_level():
