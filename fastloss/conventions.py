@@ -171,15 +171,22 @@ def divide_no_nan(a, b, xp):
     return xp.where(b == 0, 0, a / xp.where(b == 0, 1, b))
 
 
-def torch_layout(name, placement, p_shape, reduction, grad_output, weight=None):
+def torch_layout(name, placement, p_shape, reduction, grad_output, weight=None,
+                 weighted_mean=False, exact_weight=None):
     """torch.nn.functional: elementwise values; "mean" over all elements (NaN when empty).
     weight (PyTorch's, broadcast to y_pred's shape) multiplies each element's loss: the
-    kernel then runs with rows of one element, each with its weight as row weight."""
+    kernel then runs with rows of one element, each with its weight as row weight;
+    weighted_mean: "mean" divides by the weights' sum instead (mse_loss, l1_loss);
+    exact_weight: the shape the weight must have, unbroadcast (PyTorch 2.13's mse_loss,
+    l1_loss and huber_loss), or None."""
     xp = placement.xp
     n = math.prod(p_shape)
     w_rows = None
     if weight is not None:
         w = placement.asarray(weight, "weight")
+        if exact_weight is not None and tuple(w.shape) != tuple(exact_weight):
+            raise ValueError(f"{name}: weight of shape {tuple(w.shape)} must have y_pred's "
+                             f"shape {tuple(exact_weight)} (PyTorch does not broadcast it)")
         if not broadcasts_to(w.shape, p_shape):
             raise ValueError(f"{name}: weight of shape {tuple(w.shape)} does not broadcast to "
                              f"y_pred of shape {tuple(p_shape)}")
@@ -196,6 +203,10 @@ def torch_layout(name, placement, p_shape, reduction, grad_output, weight=None):
                       empty_values)
     go = scalar_cotangent(name, grad_output, xp)
     inv = (1.0 / n if n else math.nan) if reduction == "mean" else 1.0
+    if reduction == "mean" and weighted_mean and w_rows is not None:
+        total = xp.sum(w_rows)  # (0 weights: 0 / 0, NaN, as PyTorch)
+        inv = xp.where(total == 0, math.nan, 1.0 / xp.where(total == 0, 1.0, total))
+        inv = float(inv) if xp is np else inv
 
     def empty_values(dtype):
         v = inv * 0.0 if reduction == "mean" else 0.0

@@ -86,10 +86,14 @@ poisson = define(
     _keras("poisson"), class_name="Poisson")
 
 l1_loss = define(
-    Pointwise("absolute_error"), "l1_loss", "torch", "|input - target|", _torch("l1_loss"),
+    Pointwise("absolute_error", weighted_mean=True), "l1_loss", "torch",
+    "weight * |input - target|", _torch("l1_loss"), options=WEIGHT,
+    notes="with weight (of y_pred's shape), \"mean\" divides by the weights' sum, as PyTorch",
     class_name="L1Loss")
 mse_loss = define(
-    Pointwise("squared_error"), "mse_loss", "torch", "(input - target)**2", _torch("mse_loss"),
+    Pointwise("squared_error", weighted_mean=True), "mse_loss", "torch",
+    "weight * (input - target)**2", _torch("mse_loss"), options=WEIGHT,
+    notes="with weight (of y_pred's shape), \"mean\" divides by the weights' sum, as PyTorch",
     class_name="MSELoss")
 smooth_l1_loss = define(
     Pointwise("smooth_l1"), "smooth_l1_loss", "torch",
@@ -97,10 +101,10 @@ smooth_l1_loss = define(
     _torch("smooth_l1_loss"), options=Option("beta", 1.0, doc="the quadratic zone's half-width"),
     class_name="SmoothL1Loss")
 huber_loss = define(
-    Pointwise("huber"), "huber_loss", "torch",
-    "0.5 e**2 where |e| < delta, else delta * (|e| - 0.5 delta); e = input - target",
-    _torch("huber_loss"), options=Option("delta", 1.0, "positive", DELTA.doc),
-    class_name="HuberLoss")
+    Pointwise("huber", exact_weight=True), "huber_loss", "torch",
+    "weight * (0.5 e**2 where |e| < delta, else delta * (|e| - 0.5 delta)); "
+    "e = input - target", _torch("huber_loss"),
+    options=(Option("delta", 1.0, "positive", DELTA.doc), WEIGHT), class_name="HuberLoss")
 
 # -- binary classification (pointwise) ------------------------------------------------------
 

@@ -351,10 +351,24 @@ def _pointwise(name):
         if option:
             options[option] = inputs.choice(values[option])
         keras = convention == "keras"
+        # PyTorch 2.13's elementwise weight (of y_pred's shape); "mean" divides by the
+        # weights' sum for mse_loss and l1_loss, by the element count for huber_loss
+        weight = (inputs.weights(shape) if name in ("mse_loss", "l1_loss", "huber_loss")
+                  and inputs.choice([False, True]) else None)
+        element_options = dict(options)
 
         def reference(arrays, reduction, sample_weight):
             kw = {"sample_weight": sample_weight} if keras else {}
-            return references.reference_value(name, *arrays, reduction=reduction, **kw, **options)
+            if weight is None:
+                return references.reference_value(name, *arrays, reduction=reduction, **kw,
+                                                  **element_options)
+            values = weight * references.reference_value(name, *arrays, reduction="none",
+                                                         **element_options)
+            if reduction != "mean":
+                return values if reduction == "none" else values.sum()
+            return values.sum() / (values.size if name == "huber_loss" else weight.sum())
+        if weight is not None:
+            options["weight"] = weight
         return dict(arrays=(t, p), options=options, reference=reference,
                     values_shape=shape[:-1] if keras else shape)
     return make

@@ -505,6 +505,8 @@ def negative_weights(s):
         cases.append(works("negative sample_weight", sample_weights_applied))
     if takes_weight(s):
         w = np.linspace(0.5, 2.0, _class_count(s))
+        if getattr(s.loss.family, "exact_weight", False):  # (PyTorch: y_pred's shape)
+            w = np.broadcast_to(w, s.args[-1].shape).copy()
         cases.append(works("negative weight", lambda: assert_same_results(
             vg(s, s.args, weight=-w, reduction="sum"),
             negated(vg(s, s.args, weight=w, reduction="sum")))))

@@ -90,6 +90,31 @@ def test_value_and_gradient_equal_torch_functional(name, reduction):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
+def test_elementwise_weight_as_torch_functional(name, reduction):
+    """PyTorch 2.13's weight of mse_loss, l1_loss and huber_loss: "mean" divides by the
+    weights' sum for the first two, by the element count for huber_loss; a weight of
+    another shape than the input is refused by both."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    t = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    w = torch.rand(5, 4, generator=g, dtype=torch.float64) + 0.25
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value = getattr(flt, name)(ours, t, weight=w, reduction=reduction)
+    expected = getattr(F, name)(theirs, t, weight=w, reduction=reduction)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+    cotangent = torch.linspace(-1.0, 2.0, expected.numel(), dtype=torch.float64).reshape(
+        expected.shape)
+    (got,) = torch.autograd.grad(value, ours, cotangent)
+    (want,) = torch.autograd.grad(expected, theirs, cotangent)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError):
+        getattr(F, name)(x, t, weight=w[0])
+    with pytest.raises(ValueError, match="weight"):
+        getattr(flt, name)(x, t, weight=w[0])
+
+
 def _fastloss_order_arguments(name, rng):
     """Arguments of a loss that keeps fastloss's order (labels first), from the bench's
     sample data."""

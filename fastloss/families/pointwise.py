@@ -25,15 +25,21 @@ class Pointwise(Family):
     array) before the kernel runs.  pred_range: (lo, hi) that every y_pred must lie in
     (checked for NumPy inputs; a check of CuPy inputs would synchronise with the device).
     prepare: ``(request, options) -> (y_true, weight)``, a loss's own rewriting of its
-    labels and PyTorch weight (e.g. ``pos_weight``).  An option named "axis" (Keras) is
-    the axis reduced first, moved last for the kernel."""
+    labels and PyTorch weight (e.g. ``pos_weight``).  weighted_mean: PyTorch's "mean" with
+    ``weight`` divides by the weights' sum (mse_loss, l1_loss), not by the element count
+    (binary_cross_entropy, huber_loss).  exact_weight: the weight must have y_pred's shape,
+    as PyTorch 2.13's mse_loss, l1_loss and huber_loss want (its BCE broadcasts).
+    An option named "axis" (Keras) is the axis reduced first, moved last for the kernel."""
 
     name = "pointwise"
     second_derivatives = True  # grad_hess, for the elements that have one
 
     def __init__(self, element, kernel_values=None, row_reduction="mean", prepare_labels=None,
-                 pred_range=None, prepare=None, same_shape=False):
+                 pred_range=None, prepare=None, same_shape=False, weighted_mean=False,
+                 exact_weight=False):
         super().__init__(element, kernel_values)
+        self.weighted_mean = weighted_mean
+        self.exact_weight = exact_weight or weighted_mean
         self.row_reduction = row_reduction
         self.prepare_labels = prepare_labels
         self.pred_range = pred_range
@@ -152,7 +158,9 @@ class Pointwise(Family):
         else:
             # (a 0-d y_pred ran as shape (1,); PyTorch's unreduced value is 0-d)
             layout = torch_layout(name, placement, pred_shape if pred_shape == () else p_shape,
-                                  reduction, grad_output, weight)
+                                  reduction, grad_output, weight,
+                                  weighted_mean=self.weighted_mean,
+                                  exact_weight=pred_shape if self.exact_weight else None)
         n = p.size
         want_value = request.want_value
         if n == 0:
