@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _batch
 from ._arrays import broadcasts_to, real_array, squeeze_or_expand_to_same_rank
 
 
@@ -76,7 +77,9 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
     weight = None
     if sample_weight is not None:
         w = placement.asarray(sample_weight, "sample_weight")
-        values_shape, w_shape = squeeze_or_expand_to_same_rank(values_shape, w.shape)
+        # (decided on the whole batch's shape: a chunk of one sample is not a scalar)
+        full, w_shape = squeeze_or_expand_to_same_rank(_batch.full_shape(values_shape), w.shape)
+        values_shape = (values_shape[0],) + full[1:] if values_shape and full else full
         if values_shape == () and w_shape != ():
             return _scalar_loss_times_weights(name, xp, C, w.reshape(w_shape), reduction,
                                               grad_output, row_div)
@@ -85,7 +88,11 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
                              f"per-sample loss of shape {tuple(p_shape[:-1])}")
         weight = w.reshape(w_shape).astype(np.float64)
     R = math.prod(values_shape)
-    per_row_weight = weight is not None and weight.size != 1  # (an empty batch: size 0)
+    # (the whole batch's size: in a chunk's call, weights of the values' rank run along
+    # the batch, and a chunk of one sample still has per-sample weights)
+    per_row_weight = weight is not None and math.prod(
+        _batch.full_shape(weight.shape) if weight.ndim == len(values_shape) else weight.shape
+    ) != 1  # (an empty batch: size 0)
     w_rows = (xp.ascontiguousarray(xp.broadcast_to(weight, values_shape)).reshape(-1)
               if per_row_weight else None)
     w_scalar = 1.0 if weight is None or per_row_weight else weight.reshape(())
@@ -106,9 +113,10 @@ def keras_layout(name, placement, p_shape, sample_weight, reduction, grad_output
     if reduction == "sum" or values_shape == ():
         divisor = 1.0  # Keras returns a scalar per-sample loss unreduced
     elif reduction == "mean_with_sample_weight" and weight is not None:
-        divisor = xp.sum(weight)
+        divisor = _batch.divisor("sample_weight", weight, xp,
+                                 along_batch=weight.ndim == len(values_shape) > 0)
     else:
-        divisor = float(R)
+        divisor = float(_batch.full_count(values_shape))
     go = scalar_cotangent(name, grad_output, xp)
     if isinstance(divisor, float):
         inv = 0.0 if divisor == 0 else 1.0 / (max(row_div, 1) * divisor)
@@ -202,9 +210,10 @@ def torch_layout(name, placement, p_shape, reduction, grad_output, weight=None,
         return Layout(1, _ones(xp) if w_rows is None else w_rows, coef, 1.0, 1.0, p_shape,
                       empty_values)
     go = scalar_cotangent(name, grad_output, xp)
-    inv = (1.0 / n if n else math.nan) if reduction == "mean" else 1.0
+    count = _batch.full_count(p_shape)
+    inv = (1.0 / count if count else math.nan) if reduction == "mean" else 1.0
     if reduction == "mean" and weighted_mean and w_rows is not None:
-        total = xp.sum(w_rows)  # (0 weights: 0 / 0, NaN, as PyTorch)
+        total = _batch.divisor("weight", w_rows, xp)  # (0 weights: NaN, as PyTorch)
         inv = xp.where(total == 0, math.nan, 1.0 / xp.where(total == 0, 1.0, total))
         inv = float(inv) if xp is np else inv
 
@@ -231,7 +240,7 @@ def torch_rows_layout(name, xp, values_shape, reduction, grad_output, mean_divis
     if reduction == "sum":
         inv = 1.0
     else:
-        divisor = math.prod(values_shape) if mean_divisor is None else mean_divisor
+        divisor = _batch.full_count(values_shape) if mean_divisor is None else mean_divisor
         inv = 1.0 / divisor if divisor else math.nan
 
     def empty_values(dtype):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import _config
+from . import _batch, _config
 from ._arrays import import_cupy, separate_output, writable
 from .kernels.arguments import KERNEL_ARGS
 
@@ -246,6 +246,17 @@ def run_kernel(call, placement):
     in another order) over overlapping arrays.  So results do not depend on where
     ``out`` lies."""
     xp = placement.xp
+    chunk = _batch.current()
+    if chunk is not None:  # (a Dask chunk's call: fastloss.dask)
+        if chunk.probing:
+            raise _batch.Probed
+        if chunk.total is not None:  # the value from every chunk's partials
+            dtype = call.inputs[0].dtype
+            if call.want_rows:  # (one row split over the chunks: Keras's 1-D y_pred)
+                return None, xp.full(1, chunk.total, dtype)
+            value = dtype.type(chunk.total * call.vscale) if xp is np else (
+                xp.asarray(chunk.total * call.vscale, dtype=dtype).reshape(()))
+            return value, None
     read = (call.targets, *call.inputs, call.labels, call.weight, call.coef, call.class_weight)
     targets = call.grads
     buffers = tuple(separate_output(xp, g, read) for g in targets)
@@ -282,6 +293,7 @@ def _run_cpu(call, launcher):
     args = kernel_args(call, rows, call.grads or _empty_grads(call, np.empty), partials,
                        np.array([call.gscale], np.float64).reshape(1), writable, np.empty)
     total = launcher.generated(f"{call.element}_{call.mode}", args)
+    _batch.record_partials(partials)
     value = dtype.type(total * call.vscale) if call.value else None
     return value, (rows if call.want_rows else None)
 
@@ -306,6 +318,7 @@ def _run_cuda(call, launcher):
     args = kernel_args(call, rows, grads or _empty_grads(call, new), partials,
                        scalar(call.gscale), dev, new)
     launcher.launch(f"{call.element}_{call.mode}", nblocks, *args, threads=THREADS)
+    _batch.record_partials(partials)
     value = None
     if call.value:
         value = new(1, dtype)

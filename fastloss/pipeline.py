@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _config
+from . import dask as _dask
 from ._arrays import Placement
 from .registry import LossSpec
 
@@ -175,8 +176,14 @@ class Loss:
 
     # -- the path -------------------------------------------------------------------------
 
+    def __reduce__(self):  # (a Loss travels by name, e.g. to Dask's workers)
+        from . import get
+        return get, (self.name,)
+
     def _compute(self, mode, arrays, kwargs):
         key = _plan_key(mode, arrays, kwargs, len(self.inputs))
+        if key is None and _dask.involves_dask(arrays, kwargs):
+            return _dask.compute(self, mode, arrays, kwargs)
         if key is not None:
             plan = self._plans.get(key)
             if plan is not None:

@@ -138,6 +138,10 @@ class Elements(_Multi):
     second_derivatives = True  # grad_hess: both predictions' gradients and second derivatives
 
     def value_shape(self, loss, shapes, options):
+        if self.check_inputs is not None:  # (its reshapes, on zero-strided stand-ins)
+            stand_ins = {n: np.broadcast_to(np.zeros(()), tuple(s)) for n, s in shapes.items()}
+            shapes = {n: x.shape for n, x in
+                      self.check_inputs(loss.name, stand_ins, options, np).items()}
         return tuple(np.broadcast_shapes(*(tuple(shapes[n]) for n in loss.inputs)))
 
     def _compute(self, request, named, dtype, kernel, shapes):

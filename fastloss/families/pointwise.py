@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from .. import _batch
 from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ..conventions import keras_layout, torch_layout
 from ..launch import CpuPlan, KernelCall, run_kernel
@@ -66,7 +67,7 @@ class Pointwise(Family):
     def _batchmean(self, request):
         """PyTorch's "batchmean": the sum over the first axis's length."""
         shape = request.placement.asarray(request.arrays["y_pred"], "y_pred").shape
-        batch = shape[0] if shape else 1
+        batch = _batch.full_leading(shape) if shape else 1
         inv = 1.0 / batch if batch else math.nan
         go = inv if request.grad_output is None else (
             request.placement.asarray(request.grad_output, "grad_output") * inv)
@@ -152,7 +153,9 @@ class Pointwise(Family):
                 final_hess, hess = hess, xp.empty(p.size, dtype)
 
         if keras:
-            row_div = p_shape[-1] if self.row_reduction == "mean" else 1
+            # (a 1-D y_pred is one row: in a chunk's call, the whole batch's)
+            row_len = _batch.full_leading(p_shape) if len(p_shape) == 1 else p_shape[-1]
+            row_div = row_len if self.row_reduction == "mean" else 1
             layout = keras_layout(name, placement, p_shape, request.sample_weight, reduction,
                                   grad_output, row_div)
         else:

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from .. import _batch
 from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ..conventions import keras_layout, torch_rows_layout
 from ..launch import CpuPlan, KernelCall, run_kernel
@@ -124,8 +125,7 @@ class Rows(Family):
         else:
             divisor = None
             if reduction == "mean" and self.torch_mean == "weights" and labels is not None:
-                kept = labels[labels >= 0]
-                divisor = float(kept.size if cw is None else cw[kept].sum())
+                divisor = float(_batch.divisor("kept", kept_weights(labels, cw, xp), xp))
             layout = torch_rows_layout(name, xp, values_shape, reduction, request.grad_output,
                                        divisor)
         moved = axis != len(pred_shape) - 1
@@ -249,8 +249,8 @@ class Rows(Family):
             return sample_weight
         mask = keep.astype(dtype)
         if reduction in ("mean", "sum_over_batch_size"):
-            valid = float(keep.sum())
-            total = float(keep.size)
+            valid = float(_batch.divisor("valid", keep, placement.xp))
+            total = float(_batch.full_count(keep.shape))
             mask = mask * dtype.type(total / valid if valid else 0.0)
         if sample_weight is None:
             return mask
@@ -297,3 +297,12 @@ def _caller_level():
     while frame is not None and frame.f_globals.get("__name__", "").startswith("fastloss"):
         frame, level = frame.f_back, level + 1
     return level
+
+
+def kept_weights(labels, class_weight, xp):
+    """Each row's share of PyTorch's weighted "mean": its class's weight (1 without
+    weights), 0 for an ignored row (a negative label)."""
+    kept = labels >= 0
+    if class_weight is None:
+        return kept.astype(np.float64)
+    return xp.where(kept, class_weight[xp.where(kept, labels, 0)], 0.0)

@@ -1,0 +1,439 @@
+"""Dask arrays: every loss as a lazy graph of per-chunk fused calls.
+
+A call with a Dask array among its arrays (NumPy or CuPy chunks; NumPy arrays beside it
+are welcome) returns Dask arrays at once, having computed nothing: the value (0-d, or the
+per-sample losses for ``reduction="none"``) and the gradients, each chunked like the
+prediction it belongs to.  Checks that need only shapes and dtypes run at call time;
+labels are checked where their chunks are computed.
+
+The batch is the first axis.  Arrays that run along it (predictions, their labels,
+per-sample weights, an elementwise weight, a per-sample cotangent) are cut into the
+same chunks (unified to the first prediction's; any other axis, the class axis among
+them, is made whole: one rechunk); arrays that broadcast over the batch (class weights, a
+scalar cotangent) go whole to every chunk.  Each chunk's task runs the ordinary fused
+kernel once, writing its gradient chunk and keeping the kernel's float64 block partials;
+a last task adds every chunk's partials in chunk order and makes the value from them as
+one call does from its own.  Means are divided by the whole batch's counts, and by
+weight sums (Keras's "mean_with_sample_weight", PyTorch's weighted means over the kept
+targets, Keras's ignore_class) computed first from the labels and weights alone.  So no
+result depends on the scheduler, the number of workers or the order in which chunks
+finish, and where every chunk (but the last) holds whole kernel blocks (``aligned_rows``
+rows: a multiple of 4096 elements, of the rows of a block and of 4096 rows) the results
+are bitwise those of the in-memory call.
+
+Some layouts run as a single task on the whole arrays (rechunked to one chunk; the
+result is still lazy and equal to the in-memory one): the losses whose value couples
+every row (circle, ntxent, the overlap losses dice / tversky / fbeta_loss, ctc), a class
+or reduced axis that is the first axis (a 1-D class vector, Keras ``axis=0``), a
+prediction broadcast along the batch, and Keras's 1-D y_pred with non-scalar weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _batch
+from ._arrays import compute_dtype, squeeze_or_expand_to_same_rank
+from .kernels.pointwise import CHUNK
+
+# The families whose calls split along the batch (their value is a sum of the kernel's
+# block partials); the others run whole.
+_CHUNKED_FAMILIES = ("pointwise", "rows", "embeddings", "elements")
+_PROXY_LIMIT = 1 << 20  # elements: larger arrays of a whole call are not proxied
+
+
+def is_dask(x):
+    """Whether x is a Dask collection (checked without importing Dask)."""
+    return type(x).__module__.partition(".")[0] == "dask" and hasattr(x, "__dask_graph__")
+
+
+def involves_dask(arrays, kwargs):
+    return any(is_dask(a) for a in arrays) or any(
+        is_dask(v) or (isinstance(v, (tuple, list)) and any(is_dask(o) for o in v))
+        for v in kwargs.values())
+
+
+def aligned_rows(row_elements):
+    """The number of rows of ``row_elements`` elements each that a chunk should hold a
+    multiple of for results bitwise equal to an in-memory call: whole kernel blocks of
+    4096 elements, whole row blocks and whole 4096-value weight blocks."""
+    rows_per_block = max(1, CHUNK // max(row_elements, 1))
+    whole_blocks = CHUNK // math.gcd(CHUNK, max(row_elements, 1))
+    return math.lcm(rows_per_block, whole_blocks, _batch.SUM_BLOCK)
+
+
+# -- the call ------------------------------------------------------------------------------
+
+def compute(loss, mode, arrays, kwargs):
+    """A Loss method's call on Dask arrays: the same result as the in-memory call, as Dask
+    arrays."""
+    import dask.array as da
+
+    kwargs = dict(kwargs)
+    named = loss._bind(tuple(arrays), kwargs)
+    if mode.grad and kwargs.pop("out", None) is not None:
+        raise TypeError(f"{loss.name}: out= is not supported with Dask arrays (the gradient "
+                        "is a new Dask array; write it with dask.array.store)")
+    extra = {k: kwargs.pop(k) for k in ("sample_weight", "grad_output") if k in kwargs}
+    if not mode.grad and "grad_output" in extra:
+        raise TypeError(f"{loss.name}() got an unexpected option 'grad_output'")
+    reduction = loss.check_reduction(kwargs.pop("reduction", "default"))
+    options = loss.check_options(kwargs)
+    scalars = {o.name: options[o.name] for o in loss.options if not o.is_array}
+    for name in loss._array_options:
+        if options[name] is not None:
+            extra[name] = options[name]
+    call = _Call(loss, mode, reduction, scalars, {**named, **{k: v for k, v in extra.items()
+                                                               if v is not None}})
+    for name, x in call.arrays.items():
+        if is_dask(x) and not hasattr(x, "chunks"):
+            raise TypeError(f"{loss.name}: {name} must be a dask.array Array, got "
+                            f"{type(x).__name__}")
+    call.plan(da)
+    call.check()
+    return call.graph(da)
+
+
+class _Call:
+    def __init__(self, loss, mode, reduction, scalars, arrays):
+        self.loss, self.mode, self.reduction, self.scalars = loss, mode, reduction, scalars
+        self.arrays = {n: (x if is_dask(x) or hasattr(x, "shape") else np.asarray(x))
+                       for n, x in arrays.items()}
+        self.shapes = {n: tuple(x.shape) for n, x in self.arrays.items()}
+        self.predictions = loss.predictions
+        preds = [self.arrays[n] for n in self.predictions]
+        self.dtype = compute_dtype(np.empty(0, np.result_type(*(p.dtype for p in preds))))
+
+    # -- layout ----------------------------------------------------------------------
+
+    def plan(self, da):
+        """Which arrays run along the batch (``self.batch``), the batch's chunks, or a
+        whole call (``self.batch`` None)."""
+        self.one_row = False
+        self.broadcast = set()
+        self.batch = self._batch_arrays()
+        self.leading = None
+        first = None if self.batch is None else next(
+            (n for n in (*self.predictions, *self.batch)
+             if n in self.batch and is_dask(self.arrays[n])), None)
+        if first is None:  # (no Dask array runs along the batch)
+            self.batch = None
+            return
+        self.leading = self.shapes[first][0]
+        for n in self.broadcast:
+            x = self.arrays[n]
+            self.arrays[n] = da.broadcast_to(x, (self.leading,) + tuple(x.shape[1:]))
+            self.shapes[n] = tuple(self.arrays[n].shape)
+        for n in self.batch:
+            if self.shapes[n][0] != self.leading:
+                raise ValueError(
+                    f"{self.loss.name}: {n} of shape {self.shapes[n]} and {first} of shape "
+                    f"{self.shapes[first]} must have the same length along the first (batch) "
+                    "axis")
+        self.chunks = self.arrays[first].chunks[0]
+
+    def _batch_arrays(self):
+        """The names of the arrays cut along the batch axis, or None for a whole call."""
+        loss, shapes = self.loss, self.shapes
+        family = loss.family.name
+        p_name = self.predictions[0]
+        p_shape = shapes[p_name]
+        if family not in _CHUNKED_FAMILIES or len(p_shape) == 0:
+            return None
+        keras = loss.convention == "keras"
+        values_shape = self._values_shape()
+        if values_shape is None:
+            return None
+        if len(values_shape) == 0:  # one row: a value whatever the reduction
+            # (Keras's 1-D y_pred, one mean over every element, splits like any sum;
+            # with an array of weights Keras multiplies them by that one value)
+            if not (family == "pointwise" and keras and len(p_shape) == 1
+                    and shapes.get("sample_weight", ()) == ()):
+                return None
+            self.one_row = True
+        if family == "pointwise" and keras and len(p_shape) > 1 and (
+                self.scalars.get("axis", -1) % len(p_shape) == 0):
+            return None
+        if family == "rows":
+            axis = loss.family._class_axis(loss.name, loss.convention, self.scalars,
+                                           len(p_shape))
+            if axis == 0:
+                return None
+        if family == "elements":
+            full = values_shape
+            if any(shapes[n] != full for n in self.predictions):
+                return None  # (a broadcast prediction's gradient sums over the batch)
+        N = values_shape[0] if values_shape else p_shape[0]
+        batch = []
+        for name, shape in shapes.items():
+            along = self._along_batch(name, shape, p_shape, values_shape, N, keras, family)
+            if along is None:
+                return None
+            if along:
+                batch.append(name)
+        return batch
+
+    def _along_batch(self, name, shape, p_shape, values_shape, N, keras, family):
+        """True: the array runs along the batch; False: it broadcasts over it (goes whole
+        to every chunk); None: neither (the call runs whole)."""
+        if name in self.predictions:
+            return True
+        if len(shape) == 0:
+            return False
+        if name == "sample_weight":
+            _, w_shape = squeeze_or_expand_to_same_rank(values_shape, shape)
+            if len(w_shape) != len(values_shape):
+                return False if len(w_shape) < len(values_shape) else None
+            if w_shape[0] == 1 and N != 1:
+                # (broadcast along the batch: weights of the values' rank are per sample in
+                # every chunk's call, one sample's included)
+                self.broadcast.add(name)
+            return True
+        if name == "grad_output":
+            return (len(shape) == len(values_shape) and not (shape[0] == 1 and N != 1)
+                    if self.reduction == "none" else False)
+        labels = name in self.loss.inputs
+        if family in ("rows", "embeddings"):
+            # labels: one per row, or dense targets of y_pred's shape; array options
+            # (class weights): per class
+            return labels
+        # pointwise and elements: labels and weights broadcast as NumPy's arrays do
+        target = p_shape if family == "pointwise" else values_shape
+        if keras and labels:
+            shape, target = squeeze_or_expand_to_same_rank(shape, target)
+        if len(shape) < len(target) or (shape[0] == 1 and N != 1):
+            return False
+        return True if len(shape) == len(target) else None
+
+    def _values_shape(self):
+        try:
+            return tuple(self.loss.value_shape(*(self.shapes[n] for n in self.loss.inputs),
+                                               reduction="none", **self.scalars))
+        except (ValueError, TypeError, IndexError, ZeroDivisionError):
+            return None  # (the check then names the problem)
+
+    # -- call-time checks ----------------------------------------------------------------
+
+    def check(self):
+        """Runs the in-memory path on small stand-ins of the arrays (zeros, the batch axis
+        cut to one row), up to where its kernel would run: every check of shapes, dtypes and
+        options the loss makes; and notes which data-dependent divisors the reduction uses."""
+        stand_ins = {}
+        self.divisor_kinds = ()
+        if self.batch is None and self.loss.family.name == "sequences":
+            return  # (CTC's labels and lengths are data: checked when the call runs)
+        for name, x in self.arrays.items():
+            shape = self.shapes[name]
+            if self.batch is not None and name in self.batch:
+                shape = (min(shape[0], 1),) + shape[1:]
+            elif not is_dask(x):
+                stand_ins[name] = x
+                continue
+            elif math.prod(shape) > _PROXY_LIMIT:
+                return  # (a whole call on large arrays: checked when it runs)
+            stand_ins[name] = np.zeros(shape, x.dtype)
+        if self.batch is None:  # (small stand-ins of every array: the call itself)
+            self._call(self.mode, stand_ins)
+            return
+        context = _batch.ChunkContext(self.leading, probing=True)
+        try:
+            with _batch.chunk_of(context):
+                self._call(self.mode, stand_ins)
+        except _batch.Probed:
+            pass
+        except (ValueError, TypeError) as exc:
+            shapes = ", ".join(f"{n} {self.shapes[n]}" for n in self.batch)
+            raise type(exc)(f"{exc} [checked with the batch axis cut to one row; the "
+                            f"arrays along the batch: {shapes}]") from None
+        self.divisor_kinds = tuple(context.seen)  # (those of data along the batch)
+
+    # -- the graph -----------------------------------------------------------------------
+
+    def graph(self, da):
+        from dask import delayed
+
+        if self.batch is None:
+            return self._whole(da, delayed)
+        blocks, whole = {}, {}
+        for name, x in self.arrays.items():
+            if name in self.batch:
+                if not is_dask(x):
+                    x = da.from_array(x, chunks=(self.chunks,) + tuple(
+                        (n,) for n in x.shape[1:]))
+                else:
+                    x = x.rechunk((self.chunks,) + tuple((n,) for n in x.shape[1:]))
+                blocks[name] = x.to_delayed().reshape(-1)
+            else:
+                whole[name] = _whole_block(x, da)
+        nchunks = len(self.chunks)
+        chunk = lambda i: {n: (blocks[n][i] if n in blocks else whole[n])  # noqa: E731
+                           for n in self.arrays}
+        divisors = self._divisors(delayed, chunk, nchunks) if self.divisor_kinds else {}
+        task = delayed(_chunk_task, pure=True)
+        results = [task(self.loss, self.mode.name, self.reduction, self.scalars, self.leading,
+                        divisors, chunk(i)) for i in range(nchunks)]
+        value = grads = None
+        if self.mode.value:
+            value = self._value(da, delayed, results, chunk, divisors)
+        if self.mode.grad:
+            grads = []
+            names = self.predictions * (2 if self.mode.hess else 1)
+            for k, name in enumerate(names):
+                parts = [da.from_delayed(results[i][1][k], self._chunk_shape(name, i),
+                                         dtype=self.dtype) for i in range(nchunks)]
+                grads.append(self._like(da.concatenate(parts, axis=0), name))
+        return self._result(value, grads)
+
+    def _value(self, da, delayed, results, chunk, divisors):
+        if self.reduction == "none" and not self.one_row:
+            parts = []
+            for i in range(len(self.chunks)):
+                shape = tuple(self.loss.value_shape(
+                    *(self._chunk_shape(n, i) for n in self.loss.inputs), reduction="none",
+                    **self.scalars))
+                parts.append(da.from_delayed(results[i][0], shape, dtype=self.dtype))
+            return da.concatenate(parts, axis=0)
+        first = next((i for i, n in enumerate(self.chunks) if n), 0)
+        combine = delayed(_combine_task, pure=True)
+        value = combine(self.loss, self.reduction, self.scalars, self.leading, divisors,
+                        [r[2] for r in results], chunk(first))
+        return da.from_delayed(value, (), dtype=self.dtype)
+
+    def _divisors(self, delayed, chunk, nchunks):
+        """The whole batch's data-dependent divisors, as a delayed dict: each chunk's block
+        sums of the labels or weights (the predictions stood in for by zeros), added in
+        chunk order."""
+        probe = delayed(_probe_task, pure=True)
+        shapes = [{n: self._chunk_shape(n, i) for n in self.predictions} for i in range(nchunks)]
+        sums = [probe(self.loss, self.reduction, self.scalars, self.leading, chunk(i),
+                      shapes[i], str(self.dtype))
+                for i in range(nchunks)]
+        return delayed(_add_divisors, pure=True)(sums, self.divisor_kinds)
+
+    def _whole(self, da, delayed):
+        """One task on the whole arrays."""
+        inputs = {n: _whole_block(x, da) for n, x in self.arrays.items()}
+        result = delayed(_whole_task, pure=True)(self.loss, self.mode.name, self.reduction,
+                                                 self.scalars, inputs)
+        value = grads = None
+        if self.mode.value:
+            shape = () if self.reduction != "none" else tuple(self.loss.value_shape(
+                *(self.shapes[n] for n in self.loss.inputs), reduction="none", **self.scalars))
+            value = da.from_delayed(result[0], shape, dtype=self.dtype)
+        if self.mode.grad:
+            names = self.predictions * (2 if self.mode.hess else 1)
+            grads = [self._like(da.from_delayed(result[1][k], self.shapes[n], dtype=self.dtype), n)
+                     for k, n in enumerate(names)]
+        return self._result(value, grads)
+
+    # -- pieces --------------------------------------------------------------------------
+
+    def _chunk_shape(self, name, i):
+        return (self.chunks[i],) + self.shapes[name][1:]
+
+    def _like(self, grad, name):
+        """The gradient chunked like its prediction (when that is a Dask array)."""
+        x = self.arrays[name]
+        return grad.rechunk(x.chunks) if is_dask(x) and grad.chunks != x.chunks else grad
+
+    def _result(self, value, grads):
+        mode, n = self.mode, len(self.predictions)
+        if grads is not None:
+            if mode.hess:
+                grads = (tuple(grads[:n]), tuple(grads[n:])) if n > 1 else (grads[0], grads[1])
+            elif n == 1:
+                grads = grads[0]
+            else:
+                grads = tuple(grads)
+        return mode.result(value, grads)
+
+    def _call(self, mode, arrays):
+        return call_in_memory(self.loss, mode.name, self.reduction, self.scalars, arrays)
+
+
+def _whole_block(x, da):
+    """An array as one task's input: a Dask array's single block (rechunked to one), or
+    the array itself."""
+    if not is_dask(x):
+        return x
+    return x.rechunk(tuple((n,) for n in x.shape)).to_delayed().reshape(-1)[0]
+
+
+# -- the tasks (module-level: they travel to distributed workers by reference) ------------
+
+def call_in_memory(loss, mode_name, reduction, scalars, arrays, plannable=False):
+    """The in-memory call, with the arrays by name (inputs, sample_weight, grad_output and
+    array options)."""
+    from .pipeline import MODES
+
+    kwargs = {**scalars, "reduction": reduction}
+    kwargs.update({n: x for n, x in arrays.items() if n not in loss.inputs})
+    inputs = tuple(arrays[n] for n in loss.inputs)
+    result, _ = loss._full_path(MODES[mode_name], inputs, kwargs, plannable)
+    return result
+
+
+def _flat_grads(mode_name, result, n):
+    """(value or None, the gradients as a flat list) of a result of this mode."""
+    if mode_name == "value":
+        return result, []
+    value, grads = result if mode_name == "value_and_grad" else (None, result)
+    if mode_name == "grad_hess":
+        return None, (list(grads[0]) + list(grads[1])) if n > 1 else list(grads)
+    return value, (list(grads) if n > 1 else [grads])
+
+
+def _host(partials):
+    if hasattr(partials, "copy_to_host"):
+        return partials.copy_to_host()
+    if hasattr(partials, "get"):
+        return partials.get()
+    return np.array(partials, copy=True)
+
+
+def _chunk_task(loss, mode_name, reduction, scalars, leading, divisors, arrays):
+    """One chunk's fused call: (its value or per-sample values, its gradients, its
+    kernel's float64 block partials)."""
+    context = _batch.ChunkContext(leading, dict(divisors or {}))
+    with _batch.chunk_of(context):
+        result = call_in_memory(loss, mode_name, reduction, scalars, arrays)
+    value, grads = _flat_grads(mode_name, result, len(loss.predictions))
+    partials = (np.concatenate([_host(p) for p in context.partials])
+                if context.partials else np.empty(0))
+    return value, grads, partials
+
+
+def _combine_task(loss, reduction, scalars, leading, divisors, partials, arrays):
+    """The value from every chunk's partials, added in chunk order, finished by the
+    in-memory path on one chunk (its kernel not run)."""
+    total = _batch.in_order(np.concatenate(partials)) if partials else 0.0
+    context = _batch.ChunkContext(leading, dict(divisors or {}), total=total)
+    with _batch.chunk_of(context):
+        return call_in_memory(loss, "value", reduction, scalars, arrays)
+
+
+def _probe_task(loss, reduction, scalars, leading, arrays, pred_shapes, dtype):
+    """A chunk's block sums of its data-dependent divisors (predictions stood in for by
+    zeros: they are not read)."""
+    arrays = dict(arrays)
+    for name, shape in pred_shapes.items():
+        arrays[name] = np.broadcast_to(np.zeros((), dtype), shape)
+    context = _batch.ChunkContext(leading, probing=True)
+    try:
+        with _batch.chunk_of(context):
+            call_in_memory(loss, "value", reduction, scalars, arrays)
+    except _batch.Probed:
+        pass
+    return context.seen
+
+
+def _add_divisors(sums, kinds):
+    return {k: _batch.in_order(np.concatenate([s[k] for s in sums if k in s]) if sums
+                               else np.empty(0)) for k in kinds}
+
+
+def _whole_task(loss, mode_name, reduction, scalars, arrays):
+    result = call_in_memory(loss, mode_name, reduction, scalars, arrays)
+    return _flat_grads(mode_name, result, len(loss.predictions))

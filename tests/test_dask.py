@@ -1,0 +1,271 @@
+"""Every loss on Dask arrays (fastloss.dask): lazy results equal to the in-memory call's.
+
+- every loss, on calls drawn by Hypothesis (tests/loss_cases.py), its arrays made Dask
+  arrays cut at drawn places (the batch axis, sometimes other axes too), mixed with NumPy
+  arrays: Dask arrays come back, nothing computed at call time, equal to the in-memory
+  results to rounding (bitwise where the README's rule says);
+- chunks on the kernels' block boundaries give bitwise the in-memory results, for every
+  reduction, weights and ignored targets, on the threaded scheduler and on a
+  ``distributed.LocalCluster`` of two worker processes (a loss of every family);
+- bad shapes raise at call time; the gradient keeps y_pred's chunks.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastloss as fl
+from fastloss.dask import aligned_rows
+from loss_cases import calls
+
+da = pytest.importorskip("dask.array")
+import dask  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:In loss categorical:SyntaxWarning")
+
+NAMES = sorted(fl.LOSSES)
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+def flat(result):
+    """The arrays of a result, in order (value, gradients...)."""
+    out = []
+    for x in as_tuple(result):
+        out.extend(flat(x) if isinstance(x, tuple) else [x])
+    return out
+
+
+def assert_same(actual, expected, dtype, exact=False):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    if exact:
+        np.testing.assert_array_equal(actual, expected)
+        return
+    scale = float(np.max(np.abs(expected[np.isfinite(expected)]), initial=1.0))
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * scale * 8)
+
+
+def chunked(draw, x, label):
+    """x as a Dask array cut at drawn places (a NumPy array sometimes left as it is)."""
+    x = np.asarray(x)
+    if x.ndim == 0 or draw(st.integers(0, 4), label=f"{label} kept") == 0:
+        return x
+    chunks = []
+    for axis, n in enumerate(x.shape):
+        parts = draw(st.integers(1, 3 if axis == 0 else 2), label=f"{label} parts {axis}")
+        size = max(1, math.ceil(n / parts))
+        chunks.append(size)
+    return da.from_array(x, chunks=tuple(chunks))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=8, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_every_loss_on_dask_arrays_equals_the_in_memory_call(name, data):
+    call = data.draw(calls(name), label="call")
+    if call.backend == "cuda":
+        return
+    loss = call.loss
+    arrays = tuple(chunked(data.draw, x, f"array {i}") for i, x in enumerate(call.arrays))
+    weight = call.sample_weight
+    kwargs = call.kwargs()
+    if weight is not None and np.ndim(weight):
+        kwargs["sample_weight"] = chunked(data.draw, weight, "sample_weight")
+    if not any(isinstance(x, da.Array) for x in (*arrays, kwargs.get("sample_weight"))):
+        arrays = (da.from_array(np.asarray(arrays[-1])),) + arrays[:-1] if len(arrays) == 1 \
+            else arrays[:-1] + (da.from_array(np.asarray(arrays[-1])),)
+    method = data.draw(st.sampled_from(["__call__", "grad", "value_and_grad"]), label="method")
+    lazy = getattr(loss, method)(*arrays, **kwargs)
+    assert all(isinstance(x, da.Array) for x in flat(lazy))
+    computed = dask.compute(*flat(lazy))
+    expected = flat(getattr(loss, method)(*call.arrays, **call.kwargs()))
+    for got, want in zip(computed, expected, strict=True):
+        assert_same(got, want, np.asarray(want).dtype.type)
+    if method != "__call__":  # (the gradients keep their predictions' chunks)
+        grads = flat(lazy)[1:] if method == "value_and_grad" else flat(lazy)
+        for k, g in zip(call.gradients, grads):
+            if isinstance(arrays[k], da.Array):
+                assert g.chunks == arrays[k].chunks
+
+
+# -- bitwise on block boundaries ------------------------------------------------------------
+
+def _aligned_cases(rng, dtype=np.float32):
+    """(loss, arrays, options, chunk rows) of every chunked family, at sizes of several
+    kernel blocks, with chunks of ``aligned_rows`` rows."""
+    def real(*shape):
+        return rng.normal(size=shape).astype(dtype)
+    N, C = 3 * 4096 + 17, 8
+    labels = rng.integers(0, C, N)
+    ignored = np.where(rng.random(N) < 0.2, -100, labels)
+    cases = [
+        ("mean_squared_error", (real(N, C), real(N, C)), {"sample_weight": rng.random(N)}),
+        ("mean_squared_error", (real(N * C), real(N * C)), {}),  # (1-D: one mean)
+        ("mse_loss", (real(N, C), real(N, C)), {"weight": rng.random((N, C)).astype(dtype)}),
+        ("huber", (real(N, C), real(N, C)), {"delta": 0.5}),
+        ("kl_div", (real(N, C), real(N, C)), {"log_target": True}),
+        ("cross_entropy", (ignored, real(N, C)), {"weight": rng.random(C),
+                                                  "label_smoothing": 0.1}),
+        ("sparse_categorical_crossentropy", (labels, real(N, C)),
+         {"from_logits": True, "ignore_class": 3, "sample_weight": rng.random(N)}),
+        ("categorical_crossentropy", (np.eye(C, dtype=dtype)[labels], real(N, C)),
+         {"from_logits": True, "sample_weight": rng.random(N)}),
+        ("triplet_margin_loss", (real(N, C), real(N, C), real(N, C)), {}),
+        ("cosine_embedding_loss", (np.where(labels % 2, 1, -1), real(N, C), real(N, C)), {}),
+        ("gaussian_nll_loss", (real(N, C), real(N, C), np.abs(real(N, C)) + 0.1), {}),
+    ]
+    return [(name, arrays, options, aligned_rows(arrays[-1][0].size if arrays[-1].ndim > 1
+                                                 else 1)) for name, arrays, options in cases]
+
+
+def _reductions(loss):
+    from loss_cases import reductions
+    return reductions(loss)
+
+
+def _dask_args(arrays, options, rows):
+    def cut(x):
+        x = np.asarray(x)
+        return da.from_array(x, chunks=(rows,) + x.shape[1:]) if x.ndim else x
+    weight = options.get("sample_weight")
+    dask_options = dict(options)
+    if weight is not None:
+        dask_options["sample_weight"] = cut(weight)
+    if isinstance(options.get("weight"), np.ndarray) and options["weight"].shape == arrays[-1].shape:
+        dask_options["weight"] = cut(options["weight"])
+    return tuple(cut(x) for x in arrays), dask_options
+
+
+def test_chunks_on_block_boundaries_give_bitwise_the_in_memory_results():
+    rng = np.random.default_rng(7)
+    for name, arrays, options, rows in _aligned_cases(rng):
+        loss = fl.LOSSES[name]
+        if arrays[-1].ndim == 1:
+            rows = 4096 * 2
+        lazy_arrays, lazy_options = _dask_args(arrays, options, rows)
+        assert len(lazy_arrays[-1].chunks[0]) > 1
+        for reduction in _reductions(loss):
+            if reduction == "mean_with_sample_weight" and "sample_weight" not in options:
+                continue
+            for method in ("__call__", "value_and_grad"):
+                lazy = getattr(loss, method)(*lazy_arrays, reduction=reduction, **lazy_options)
+                got = dask.compute(*flat(lazy))
+                want = flat(getattr(loss, method)(*arrays, reduction=reduction, **options))
+                for g, w in zip(got, want, strict=True):
+                    assert_same(g, w, None, exact=True), (name, reduction, method)
+
+
+def test_ragged_and_misaligned_chunks_agree_to_rounding():
+    rng = np.random.default_rng(8)
+    t, p = rng.normal(size=(5000, 7)), rng.normal(size=(5000, 7)).astype(np.float32)
+    w = rng.random(5000)
+    lazy = fl.mean_squared_error.value_and_grad(
+        da.from_array(t, chunks=(1234, 3)), da.from_array(p, chunks=(999, 7)),
+        sample_weight=da.from_array(w, chunks=777), reduction="mean_with_sample_weight")
+    assert lazy[1].chunks == ((999,) * 5 + (5,), (7,))
+    value, grad = dask.compute(*lazy)
+    v0, g0 = fl.mean_squared_error.value_and_grad(t, p, sample_weight=w,
+                                                  reduction="mean_with_sample_weight")
+    assert_same(value, v0, np.float32)
+    assert_same(grad, g0, np.float32)
+
+
+# -- laziness and checks --------------------------------------------------------------------
+
+def test_nothing_is_computed_at_call_time():
+    computed = []
+
+    def make(block_id=None):
+        computed.append(block_id)
+        return np.ones((100, 4), np.float32)
+    p = da.map_blocks(lambda b: make(), da.zeros((300, 4), chunks=(100, 4)), dtype=np.float32,
+                      meta=np.empty((0, 0), np.float32))
+    t = da.zeros((300, 4), chunks=(100, 4), dtype=np.float32)
+    value, grad = fl.mean_squared_error.value_and_grad(t, p, reduction="sum")
+    assert computed == []
+    assert isinstance(value, da.Array) and value.shape == () and grad.shape == (300, 4)
+    assert float(value.compute()) == pytest.approx(300.0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: fl.mean_squared_error(da.zeros((10, 3)), da.zeros((11, 3))), "batch"),
+    (lambda: fl.cross_entropy(da.zeros(10, dtype=int), da.zeros((10, 3)),
+                              weight=np.ones(4)), "weight"),
+    (lambda: fl.mse_loss(da.zeros((10, 3)), da.zeros((10, 4))), "broadcast"),
+    (lambda: fl.triplet_margin_loss(da.zeros((10, 3)), da.zeros((10, 3)), da.zeros((10, 4))),
+     "shape"),
+    (lambda: fl.mean_squared_error(da.zeros((10, 3)), da.zeros((10, 3)),
+                                   sample_weight=da.zeros(11)), "batch"),
+])
+def test_bad_shapes_raise_before_any_compute(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_out_is_refused_with_dask_arrays():
+    with pytest.raises(TypeError, match="out="):
+        fl.mse_loss.grad(da.zeros(4), da.zeros(4), out=np.empty(4))
+
+
+def test_bad_labels_raise_when_computed():
+    lazy = fl.cross_entropy(da.from_array(np.array([0, 1, 7])), da.zeros((3, 3)))
+    with pytest.raises(ValueError, match="class index"):
+        lazy.compute()
+
+
+# -- a real cluster ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, worker_dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.mark.slow
+def test_a_loss_of_every_family_on_a_local_cluster(cluster_client):
+    rng = np.random.default_rng(9)
+    cases = {name: case for name, *case in _aligned_cases(rng)}
+    N = 200
+    whole = [("dice", (rng.random((N, 5)), rng.random((N, 5)).astype(np.float32)), {}, 64),
+             ("ntxent", (rng.integers(0, 4, N), rng.normal(size=(N, 8)).astype(np.float32)),
+              {}, 64)]
+    for name, (arrays, options, rows) in [*cases.items(), *[(n, c) for n, *c in whole]]:
+        loss = fl.LOSSES[name]
+        if arrays[-1].ndim == 1:
+            rows = 4096 * 2
+        lazy_arrays, lazy_options = _dask_args(arrays, options, rows)
+        lazy = loss.value_and_grad(*lazy_arrays, **lazy_options)
+        got = cluster_client.gather(cluster_client.compute(flat(lazy)))
+        want = flat(loss.value_and_grad(*arrays, **options))
+        for g, w in zip(got, want, strict=True):
+            assert_same(g, w, None, exact=True), name
+
+
+@pytest.mark.slow
+def test_workers_load_the_kernels_from_numbas_cache(cluster_client):
+    rng = np.random.default_rng(10)
+    t = da.from_array(rng.normal(size=(8192, 16)).astype(np.float32), chunks=(4096, 16))
+    p = da.from_array(rng.normal(size=(8192, 16)).astype(np.float32), chunks=(4096, 16))
+    cluster_client.compute(fl.mean_squared_error.value_and_grad(t, p)[1]).result()
+
+    def stats():
+        from fastloss.kernels import generated_cpu
+        used = []
+        for suffix in ("parallel", "serial"):
+            kernel = getattr(generated_cpu, f"squared_error_value_and_grad_{suffix}")
+            used.append((sum(kernel.stats.cache_hits.values()),
+                         sum(kernel.stats.cache_misses.values())))
+        return used
+    for used in cluster_client.run(stats).values():
+        assert sum(h for h, _ in used) > 0 and all(m == 0 for _, m in used), used
