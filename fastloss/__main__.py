@@ -93,6 +93,19 @@ def parser():
                    help="instead: time a training step's loss forward + backward through "
                         "fastloss.torch (or fastloss.jax, jitted) against the framework's own "
                         "loss, for each loss it has")
+    b.add_argument("--dask", action="store_true",
+                   help="instead: time large losses over Dask arrays on a cluster (a "
+                        "LocalCluster unless --scheduler), fastloss against the same loss "
+                        "written as dask.array expressions")
+    b.add_argument("--dask-size", type=float, default=5e8, metavar="N",
+                   help="--dask: elements of each array (default: 5e8; the workers hold the "
+                        "inputs and the gradient: 6 GB at float32)")
+    b.add_argument("--chunk-mb", type=float, default=64, metavar="MB",
+                   help="--dask: chunk size in MB (default: 64)")
+    b.add_argument("--workers", type=_positive_int, default=2, metavar="N",
+                   help="--dask: worker processes of the LocalCluster (default: 2)")
+    b.add_argument("--scheduler", metavar="ADDRESS",
+                   help="--dask: a running cluster's scheduler address, e.g. tcp://host:8786")
     b.add_argument("--json", metavar="PATH", help="also write the rows and machine info as JSON")
     b.add_argument("--plot", metavar="PATH",
                    help="also write a PNG bar chart of each loss's %% of the copy's bandwidth "

@@ -1295,6 +1295,10 @@ def main(args):
     else:
         n, row = SIZES[args.size], ROW
         shape = shape_of(n)
+    if getattr(args, "dask", False):
+        from fastloss import _bench_dask
+
+        return _bench_dask.main(args, names if args.loss else [])
     if getattr(args, "framework", None):
         from fastloss import _bench_frameworks
 

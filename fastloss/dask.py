@@ -250,83 +250,141 @@ class _Call:
         self.divisor_kinds = tuple(context.seen)  # (those of data along the batch)
 
     # -- the graph -----------------------------------------------------------------------
+    # Built by hand, one task per chunk and no more: a chunk's fused call, a getitem per
+    # output chunk, one task adding the partials (Dask's scheduler costs about as much
+    # per task as a chunk's kernel, so every task counts).
 
     def graph(self, da):
-        from dask import delayed
+        from dask.base import tokenize
 
+        token = tokenize(self.loss.name, self.mode.name, self.reduction, self.scalars,
+                         {n: (x.name if is_dask(x) else tokenize(x)) for n, x in self.arrays.items()})
+        self.prefix = f"fastloss-{self.loss.name}-{self.mode.name}"
+        self.tasks, self.dependencies = {}, []
         if self.batch is None:
-            return self._whole(da, delayed)
-        blocks, whole = {}, {}
+            return self._whole(da, token)
+        refs = {}  # each array's task reference per chunk (a key) or whole (a key or value)
         for name, x in self.arrays.items():
             if name in self.batch:
-                if not is_dask(x):
-                    x = da.from_array(x, chunks=(self.chunks,) + tuple(
-                        (n,) for n in x.shape[1:]))
-                else:
-                    x = x.rechunk((self.chunks,) + tuple((n,) for n in x.shape[1:]))
-                blocks[name] = x.to_delayed().reshape(-1)
+                chunks = (self.chunks,) + tuple((n,) for n in x.shape[1:])
+                x = da.from_array(x, chunks=chunks) if not is_dask(x) else x.rechunk(chunks)
+                self.dependencies.append(x)
+                tail = (0,) * (x.ndim - 1)
+                refs[name] = [(x.name, i) + tail for i in range(len(self.chunks))]
             else:
-                whole[name] = _whole_block(x, da)
+                refs[name] = self._whole_ref(x, da)
+        names = tuple(self.arrays)
         nchunks = len(self.chunks)
-        chunk = lambda i: {n: (blocks[n][i] if n in blocks else whole[n])  # noqa: E731
-                           for n in self.arrays}
-        divisors = self._divisors(delayed, chunk, nchunks) if self.divisor_kinds else {}
-        task = delayed(_chunk_task, pure=True)
-        results = [task(self.loss, self.mode.name, self.reduction, self.scalars, self.leading,
-                        divisors, chunk(i)) for i in range(nchunks)]
+
+        def chunk_refs(i):
+            return [refs[n][i] if n in self.batch else refs[n] for n in names]
+        divisors = self._divisors(token, names, chunk_refs) if self.divisor_kinds else {}
+        chunk_key = f"{self.prefix}-chunk-{token}"
+        for i in range(nchunks):
+            self.tasks[(chunk_key, i)] = (_chunk_task, self.loss, self.mode.name, self.reduction,
+                                          self.scalars, self.leading, divisors, names,
+                                          chunk_refs(i))
         value = grads = None
         if self.mode.value:
-            value = self._value(da, delayed, results, chunk, divisors)
+            value = self._value(da, token, chunk_key, divisors, chunk_refs)
         if self.mode.grad:
             grads = []
-            names = self.predictions * (2 if self.mode.hess else 1)
-            for k, name in enumerate(names):
-                parts = [da.from_delayed(results[i][1][k], self._chunk_shape(name, i),
-                                         dtype=self.dtype) for i in range(nchunks)]
-                grads.append(self._like(da.concatenate(parts, axis=0), name))
+            for k, name in enumerate(self.predictions * (2 if self.mode.hess else 1)):
+                grad_key = f"{self.prefix}-grad{k}-{token}"
+                ndim = len(self.shapes[name])
+                outputs = {(grad_key, i) + (0,) * (ndim - 1): (_output, (chunk_key, i), 1, k)
+                           for i in range(nchunks)}
+                chunks = (self.chunks,) + tuple((n,) for n in self.shapes[name][1:])
+                grads.append(self._like(self._array(da, grad_key, outputs, chunks), name))
         return self._result(value, grads)
 
-    def _value(self, da, delayed, results, chunk, divisors):
+    def _value(self, da, token, chunk_key, divisors, refs):
+        nchunks = len(self.chunks)
+        value_key = f"{self.prefix}-value-{token}"
         if self.reduction == "none" and not self.one_row:
-            parts = []
-            for i in range(len(self.chunks)):
-                shape = tuple(self.loss.value_shape(
-                    *(self._chunk_shape(n, i) for n in self.loss.inputs), reduction="none",
-                    **self.scalars))
-                parts.append(da.from_delayed(results[i][0], shape, dtype=self.dtype))
-            return da.concatenate(parts, axis=0)
+            shape = tuple(self.loss.value_shape(*(self.shapes[n] for n in self.loss.inputs),
+                                                reduction="none", **self.scalars))
+            outputs = {(value_key, i) + (0,) * (len(shape) - 1): (_output, (chunk_key, i), 0)
+                       for i in range(nchunks)}
+            chunks = (self.chunks,) + tuple((n,) for n in shape[1:])
+            return self._array(da, value_key, outputs, chunks)
+        # (the value's finishing steps run on the first row of the first non-empty chunk,
+        # taken by a task where that chunk lies: the kernel does not run again)
         first = next((i for i, n in enumerate(self.chunks) if n), 0)
-        combine = delayed(_combine_task, pure=True)
-        value = combine(self.loss, self.reduction, self.scalars, self.leading, divisors,
-                        [r[2] for r in results], chunk(first))
-        return da.from_delayed(value, (), dtype=self.dtype)
+        head_key = f"{self.prefix}-head-{token}"
+        names = tuple(self.arrays)
+        heads = []
+        for n, ref in zip(names, refs(first)):
+            if n in self.batch:
+                self.tasks[(head_key, n)] = (_head, ref)
+                ref = (head_key, n)
+            heads.append(ref)
+        # (each chunk's partials a task of their own, run where the chunk's result lies: the
+        # adding task then receives a few floats per chunk, not the chunk's gradient)
+        partials_key = f"{self.prefix}-partials-{token}"
+        for i in range(nchunks):
+            self.tasks[(partials_key, i)] = (_output, (chunk_key, i), 2)
+        partials = [(partials_key, i) for i in range(nchunks)]
+        outputs = {(value_key,): (_combine_task, self.loss, self.reduction, self.scalars,
+                                  self.leading, divisors, partials, names, heads)}
+        return self._array(da, value_key, outputs, ())
 
-    def _divisors(self, delayed, chunk, nchunks):
-        """The whole batch's data-dependent divisors, as a delayed dict: each chunk's block
-        sums of the labels or weights (the predictions stood in for by zeros), added in
+    def _divisors(self, token, names, chunk_refs):
+        """The key of the whole batch's data-dependent divisors: each chunk's block sums of
+        its labels or weights (the predictions stood in for by zeros: not read), added in
         chunk order."""
-        probe = delayed(_probe_task, pure=True)
-        shapes = [{n: self._chunk_shape(n, i) for n in self.predictions} for i in range(nchunks)]
-        sums = [probe(self.loss, self.reduction, self.scalars, self.leading, chunk(i),
-                      shapes[i], str(self.dtype))
-                for i in range(nchunks)]
-        return delayed(_add_divisors, pure=True)(sums, self.divisor_kinds)
+        probe_key = f"{self.prefix}-divisor-{token}"
+        for i in range(len(self.chunks)):
+            shapes = {n: (self.chunks[i],) + self.shapes[n][1:] for n in self.predictions}
+            self.tasks[(probe_key, i)] = (_probe_task, self.loss, self.reduction, self.scalars,
+                                          self.leading, names, chunk_refs(i), shapes,
+                                          str(self.dtype))
+        key = f"{self.prefix}-divisors-{token}"
+        self.tasks[key] = (_add_divisors, [(probe_key, i) for i in range(len(self.chunks))],
+                           self.divisor_kinds)
+        return key
 
-    def _whole(self, da, delayed):
+    def _whole(self, da, token):
         """One task on the whole arrays."""
-        inputs = {n: _whole_block(x, da) for n, x in self.arrays.items()}
-        result = delayed(_whole_task, pure=True)(self.loss, self.mode.name, self.reduction,
-                                                 self.scalars, inputs)
+        names = tuple(self.arrays)
+        whole_key = f"{self.prefix}-whole-{token}"
+        self.tasks[whole_key] = (_whole_task, self.loss, self.mode.name, self.reduction,
+                                 self.scalars, names,
+                                 [self._whole_ref(self.arrays[n], da) for n in names])
         value = grads = None
         if self.mode.value:
             shape = () if self.reduction != "none" else tuple(self.loss.value_shape(
                 *(self.shapes[n] for n in self.loss.inputs), reduction="none", **self.scalars))
-            value = da.from_delayed(result[0], shape, dtype=self.dtype)
+            value_key = f"{self.prefix}-value-{token}"
+            value = self._array(da, value_key, {(value_key,) + (0,) * len(shape):
+                                                (_output, whole_key, 0)},
+                                tuple((n,) for n in shape))
         if self.mode.grad:
-            names = self.predictions * (2 if self.mode.hess else 1)
-            grads = [self._like(da.from_delayed(result[1][k], self.shapes[n], dtype=self.dtype), n)
-                     for k, n in enumerate(names)]
+            grads = []
+            for k, name in enumerate(self.predictions * (2 if self.mode.hess else 1)):
+                shape = self.shapes[name]
+                grad_key = f"{self.prefix}-grad{k}-{token}"
+                grads.append(self._like(self._array(
+                    da, grad_key, {(grad_key,) + (0,) * len(shape): (_output, whole_key, 1, k)},
+                    tuple((n,) for n in shape)), name))
         return self._result(value, grads)
+
+    def _whole_ref(self, x, da):
+        """A whole array as a task's argument: a Dask array's key (rechunked to one
+        chunk), or the array itself."""
+        if not is_dask(x):
+            return x
+        x = x.rechunk(tuple((n,) for n in x.shape))
+        self.dependencies.append(x)
+        return (x.name,) + (0,) * x.ndim
+
+    def _array(self, da, name, outputs, chunks):
+        from dask.highlevelgraph import HighLevelGraph
+
+        graph = HighLevelGraph.from_collections(name, {**self.tasks, **outputs},
+                                                dependencies=self.dependencies)
+        return da.Array(graph, name, chunks, dtype=self.dtype,
+                        meta=np.empty((0,) * len(chunks), self.dtype))
 
     # -- pieces --------------------------------------------------------------------------
 
@@ -352,13 +410,6 @@ class _Call:
     def _call(self, mode, arrays):
         return call_in_memory(self.loss, mode.name, self.reduction, self.scalars, arrays)
 
-
-def _whole_block(x, da):
-    """An array as one task's input: a Dask array's single block (rechunked to one), or
-    the array itself."""
-    if not is_dask(x):
-        return x
-    return x.rechunk(tuple((n,) for n in x.shape)).to_delayed().reshape(-1)[0]
 
 
 # -- the tasks (module-level: they travel to distributed workers by reference) ------------
@@ -393,31 +444,42 @@ def _host(partials):
     return np.array(partials, copy=True)
 
 
-def _chunk_task(loss, mode_name, reduction, scalars, leading, divisors, arrays):
+def _output(result, index, k=None):
+    """An output of a chunk's (or the whole call's) result: value 0, gradients 1,
+    partials 2."""
+    return result[index] if k is None else result[index][k]
+
+
+def _chunk_task(loss, mode_name, reduction, scalars, leading, divisors, names, arrays):
     """One chunk's fused call: (its value or per-sample values, its gradients, its
     kernel's float64 block partials)."""
     context = _batch.ChunkContext(leading, dict(divisors or {}))
     with _batch.chunk_of(context):
-        result = call_in_memory(loss, mode_name, reduction, scalars, arrays)
+        result = call_in_memory(loss, mode_name, reduction, scalars, dict(zip(names, arrays)))
     value, grads = _flat_grads(mode_name, result, len(loss.predictions))
     partials = (np.concatenate([_host(p) for p in context.partials])
                 if context.partials else np.empty(0))
     return value, grads, partials
 
 
-def _combine_task(loss, reduction, scalars, leading, divisors, partials, arrays):
+def _head(x):
+    """The first row of a chunk (a copy: the chunk's memory is not held)."""
+    return x[:1].copy()
+
+
+def _combine_task(loss, reduction, scalars, leading, divisors, partials, names, arrays):
     """The value from every chunk's partials, added in chunk order, finished by the
-    in-memory path on one chunk (its kernel not run)."""
+    in-memory path (its kernel not run) on the first row of the chunked arrays."""
     total = _batch.in_order(np.concatenate(partials)) if partials else 0.0
     context = _batch.ChunkContext(leading, dict(divisors or {}), total=total)
     with _batch.chunk_of(context):
-        return call_in_memory(loss, "value", reduction, scalars, arrays)
+        return call_in_memory(loss, "value", reduction, scalars, dict(zip(names, arrays)))
 
 
-def _probe_task(loss, reduction, scalars, leading, arrays, pred_shapes, dtype):
+def _probe_task(loss, reduction, scalars, leading, names, arrays, pred_shapes, dtype):
     """A chunk's block sums of its data-dependent divisors (predictions stood in for by
     zeros: they are not read)."""
-    arrays = dict(arrays)
+    arrays = dict(zip(names, arrays))
     for name, shape in pred_shapes.items():
         arrays[name] = np.broadcast_to(np.zeros((), dtype), shape)
     context = _batch.ChunkContext(leading, probing=True)
@@ -434,6 +496,6 @@ def _add_divisors(sums, kinds):
                                else np.empty(0)) for k in kinds}
 
 
-def _whole_task(loss, mode_name, reduction, scalars, arrays):
-    result = call_in_memory(loss, mode_name, reduction, scalars, arrays)
+def _whole_task(loss, mode_name, reduction, scalars, names, arrays):
+    result = call_in_memory(loss, mode_name, reduction, scalars, dict(zip(names, arrays)))
     return _flat_grads(mode_name, result, len(loss.predictions))
