@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from . import _batch
+from . import _batch, _config
 from ._arrays import compute_dtype, squeeze_or_expand_to_same_rank
 from .kernels.pointwise import CHUNK
 
@@ -99,6 +99,10 @@ def compute(loss, mode, arrays, kwargs):
 class _Call:
     def __init__(self, loss, mode, reduction, scalars, arrays):
         self.loss, self.mode, self.reduction, self.scalars = loss, mode, reduction, scalars
+        # (the backend in force at call time runs the graph's calls: they run later,
+        # in other threads or processes)
+        self.options = scalars
+        self.scalars = {**scalars, _BACKEND: _config.current_backend()}
         self.arrays = {n: (x if is_dask(x) or hasattr(x, "shape") else np.asarray(x))
                        for n, x in arrays.items()}
         self.shapes = {n: tuple(x.shape) for n, x in self.arrays.items()}
@@ -154,10 +158,10 @@ class _Call:
                 return None
             self.one_row = True
         if family == "pointwise" and keras and len(p_shape) > 1 and (
-                self.scalars.get("axis", -1) % len(p_shape) == 0):
+                self.options.get("axis", -1) % len(p_shape) == 0):
             return None
         if family == "rows":
-            axis = loss.family._class_axis(loss.name, loss.convention, self.scalars,
+            axis = loss.family._class_axis(loss.name, loss.convention, self.options,
                                            len(p_shape))
             if axis == 0:
                 return None
@@ -210,7 +214,7 @@ class _Call:
     def _values_shape(self):
         try:
             return tuple(self.loss.value_shape(*(self.shapes[n] for n in self.loss.inputs),
-                                               reduction="none", **self.scalars))
+                                               reduction="none", **self.options))
         except (ValueError, TypeError, IndexError, ZeroDivisionError):
             return None  # (the check then names the problem)
 
@@ -303,7 +307,7 @@ class _Call:
         value_key = f"{self.prefix}-value-{token}"
         if self.reduction == "none" and not self.one_row:
             shape = tuple(self.loss.value_shape(*(self.shapes[n] for n in self.loss.inputs),
-                                                reduction="none", **self.scalars))
+                                                reduction="none", **self.options))
             outputs = {(value_key, i) + (0,) * (len(shape) - 1): (_output, (chunk_key, i), 0)
                        for i in range(nchunks)}
             chunks = (self.chunks,) + tuple((n,) for n in shape[1:])
@@ -354,7 +358,7 @@ class _Call:
         value = grads = None
         if self.mode.value:
             shape = () if self.reduction != "none" else tuple(self.loss.value_shape(
-                *(self.shapes[n] for n in self.loss.inputs), reduction="none", **self.scalars))
+                *(self.shapes[n] for n in self.loss.inputs), reduction="none", **self.options))
             value_key = f"{self.prefix}-value-{token}"
             value = self._array(da, value_key, {(value_key,) + (0,) * len(shape):
                                                 (_output, whole_key, 0)},
@@ -414,15 +418,20 @@ class _Call:
 
 # -- the tasks (module-level: they travel to distributed workers by reference) ------------
 
+_BACKEND = "__backend__"  # (the key of the backend among a call's scalars)
+
+
 def call_in_memory(loss, mode_name, reduction, scalars, arrays, plannable=False):
     """The in-memory call, with the arrays by name (inputs, sample_weight, grad_output and
-    array options)."""
+    array options), on the backend named among ``scalars``."""
     from .pipeline import MODES
 
-    kwargs = {**scalars, "reduction": reduction}
+    kwargs = {k: v for k, v in scalars.items() if k != _BACKEND}
+    kwargs["reduction"] = reduction
     kwargs.update({n: x for n, x in arrays.items() if n not in loss.inputs})
     inputs = tuple(arrays[n] for n in loss.inputs)
-    result, _ = loss._full_path(MODES[mode_name], inputs, kwargs, plannable)
+    with _config.backend(scalars.get(_BACKEND, "auto")):
+        result, _ = loss._full_path(MODES[mode_name], inputs, kwargs, plannable)
     return result
 
 

@@ -193,3 +193,16 @@ def test_markdown_table_has_every_loss_and_names_the_machine(tmp_path, capsys):
                   "Optax 0.2.8", "13.3 GB/s", "1e7 float32 as (10000, 1000)",
                   "`python -m fastloss bench --size large --peers --json run.json`"):
         assert words in text
+
+
+def test_bench_dask_times_fastloss_against_dask_array_on_a_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    out_json = tmp_path / "dask.json"
+    assert main(["bench", "--dask", "--dask-size", "3e5", "--chunk-mb", "0.25",
+                 "--workers", "1", "--repeat", "1", "--loss", "mse", "log_cosh",
+                 "--json", str(out_json)]) == 0
+    doc = json.loads(out_json.read_text())
+    assert [row["loss"] for row in doc["rows"]] == ["mean_squared_error", "log_cosh"]
+    for row in doc["rows"]:
+        assert row["agree"] and row["fastloss_s"] > 0 and row["dask_array_s"] > 0
+        assert row["chunk"] % 4096 == 0 and row["size"] == 300_000

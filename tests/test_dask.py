@@ -269,3 +269,34 @@ def test_workers_load_the_kernels_from_numbas_cache(cluster_client):
         return used
     for used in cluster_client.run(stats).values():
         assert sum(h for h, _ in used) > 0 and all(m == 0 for _, m in used), used
+
+
+# -- the CUDA kernels (the simulator here; a real GPU where there is one) ------------------
+
+def test_the_backend_of_the_call_runs_the_chunks_on_cuda(monkeypatch):
+    """fl.backend("cuda") around the call runs every chunk's kernel on CUDA (NumPy chunks
+    copied to the device, as CuPy chunks would not need to be), whenever the graph is
+    computed; the results are the CPU's to rounding."""
+    import fastloss.launch as launch
+    ran = []
+    real = launch._run_cuda
+    monkeypatch.setattr(launch, "_run_cuda", lambda call, launcher: ran.append(call.element)
+                        or real(call, launcher))
+    rng = np.random.default_rng(11)
+    N, C = 24, 3
+    cases = [("mean_squared_error", (rng.normal(size=(N, C)), rng.normal(size=(N, C)))),
+             ("cross_entropy", (rng.integers(0, C, N), rng.normal(size=(N, C)))),
+             ("triplet_margin_loss", tuple(rng.normal(size=(N, C)) for _ in range(3))),
+             ("gaussian_nll_loss", (rng.normal(size=(N, C)), rng.normal(size=(N, C)),
+                                    rng.random((N, C)) + 0.5))]
+    for name, arrays in cases:
+        loss = fl.LOSSES[name]
+        lazy_arrays = tuple(da.from_array(x, chunks=(8,) + x.shape[1:]) for x in arrays)
+        with fl.backend("cuda"):
+            lazy = loss.value_and_grad(*lazy_arrays)
+        before = len(ran)
+        # (computed outside the with block; one thread: Numba's simulator is not thread-safe)
+        got = dask.compute(*flat(lazy), scheduler="sync")
+        assert len(ran) - before >= 3, name  # (a kernel per chunk, on CUDA)
+        for g, w in zip(got, flat(loss.value_and_grad(*arrays)), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)

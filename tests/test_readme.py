@@ -46,3 +46,20 @@ def test_readme_framework_example_runs_and_trains(module, framework, env):
     assert result.returncode == 0, result.stderr[-3000:]
     final = float(re.search(r"cross-entropy after .*: ([0-9.]+)", result.stdout).group(1))
     assert final < 0.9 * math.log(5), result.stdout
+
+
+def test_readme_dask_cluster_example_runs():
+    """"Larger than memory, or many machines": the cluster example runs as written and
+    prints the mean squared error of its noise (variance 0.01)."""
+    if importlib.util.find_spec("distributed") is None:
+        pytest.skip("distributed not installed")
+    text = README.read_text()
+    section = text[text.index("## Larger than memory, or many machines"):]
+    section = section[:section.index("\n## ", 1)]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    mse = float(re.search(r"mse: ([0-9.e-]+)", result.stdout).group(1))
+    assert abs(mse - 0.01) < 1e-3, result.stdout
+    assert "gradient chunks: 5" in result.stdout
