@@ -38,6 +38,7 @@ class ChunkContext:
     partials: list = field(default_factory=list)
     probing: bool = False
     seen: dict = field(default_factory=dict)
+    statistics: object = None  # the whole batch's statistics (the overlap family)
 
 
 class Probed(Exception):
@@ -69,7 +70,7 @@ def current():
 def full_count(shape):
     """prod(shape), with axis 0 the whole batch's length in a chunk's call."""
     context = _CURRENT.get()
-    if context is None or not shape:
+    if context is None or context.leading is None or not shape:
         return math.prod(shape)
     return context.leading * math.prod(shape[1:])
 
@@ -77,7 +78,7 @@ def full_count(shape):
 def full_shape(shape):
     """shape, with axis 0 the whole batch's length in a chunk's call."""
     context = _CURRENT.get()
-    if context is None or not shape:
+    if context is None or context.leading is None or not shape:
         return tuple(shape)
     return (context.leading,) + tuple(shape[1:])
 
@@ -85,7 +86,7 @@ def full_shape(shape):
 def full_leading(shape):
     """shape[0], the whole batch's in a chunk's call."""
     context = _CURRENT.get()
-    return shape[0] if context is None else context.leading
+    return shape[0] if context is None or context.leading is None else context.leading
 
 
 def divisor(kind, values, xp=np, along_batch=True):

@@ -21,11 +21,14 @@ finish, and where every chunk (but the last) holds whole kernel blocks (``aligne
 rows: a multiple of 4096 elements, of the rows of a block and of 4096 rows) the results
 are bitwise those of the in-memory call.
 
-Some layouts run as a single task on the whole arrays (rechunked to one chunk; the
-result is still lazy and equal to the in-memory one): the losses whose value couples
-every row (circle, ntxent, the overlap losses dice / tversky / fbeta_loss, ctc), a class
-or reduced axis that is the first axis (a 1-D class vector, Keras ``axis=0``), a
-prediction broadcast along the batch, and Keras's 1-D y_pred with non-scalar weights.
+The overlap losses (dice, tversky, fbeta_loss) whose groups span the batch take each
+chunk's sums first (a pass over y_true and y_pred), add them in chunk order, and write
+the gradient chunks from y_true and those sums.  Some layouts run as a single task on
+the whole arrays (rechunked to one chunk; the result is still lazy and equal to the
+in-memory one): circle and ntxent (every row's loss reads every other row), ctc, the
+overlap losses with per-sample groups, a class or reduced axis that is the first axis (a
+1-D class vector, Keras ``axis=0``), a prediction broadcast along the batch, and Keras's
+1-D y_pred with non-scalar weights.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class _Call:
         """Which arrays run along the batch (``self.batch``), the batch's chunks, or a
         whole call (``self.batch`` None)."""
         self.one_row = False
+        self.statistics = False  # (overlap: the batch's sums first)
         self.broadcast = set()
         self.batch = self._batch_arrays()
         self.leading = None
@@ -144,6 +148,8 @@ class _Call:
         family = loss.family.name
         p_name = self.predictions[0]
         p_shape = shapes[p_name]
+        if family == "overlap" and len(p_shape) > 0:
+            return self._overlap_arrays(p_shape)
         if family not in _CHUNKED_FAMILIES or len(p_shape) == 0:
             return None
         keras = loss.convention == "keras"
@@ -178,6 +184,24 @@ class _Call:
             if along:
                 batch.append(name)
         return batch
+
+    def _overlap_arrays(self, p_shape):
+        """The overlap losses (sums over groups of elements, then a function of the sums):
+        split along the batch when their groups span it (``axis=None``, the default, or an
+        axis tuple with 0): each chunk's sums, added in chunk order, give the loss, and a
+        second pass over y_true alone writes the gradient (affine in y_true)."""
+        from .families.overlap import _reduced_axes
+
+        loss = self.loss
+        _, shape = squeeze_or_expand_to_same_rank(self.shapes["y_true"], p_shape)
+        try:
+            axes = _reduced_axes(loss.name, self.options["axis"], shape)
+        except ValueError:
+            return None  # (the check names it)
+        if 0 not in axes or self.shapes["y_true"][:1] != p_shape[:1]:
+            return None
+        self.statistics = True
+        return list(loss.inputs)
 
     def _along_batch(self, name, shape, p_shape, values_shape, N, keras, family):
         """True: the array runs along the batch; False: it broadcasts over it (goes whole
@@ -241,7 +265,7 @@ class _Call:
         if self.batch is None:  # (small stand-ins of every array: the call itself)
             self._call(self.mode, stand_ins)
             return
-        context = _batch.ChunkContext(self.leading, probing=True)
+        context = _batch.ChunkContext(None if self.statistics else self.leading, probing=True)
         try:
             with _batch.chunk_of(context):
                 self._call(self.mode, stand_ins)
@@ -251,7 +275,7 @@ class _Call:
             shapes = ", ".join(f"{n} {self.shapes[n]}" for n in self.batch)
             raise type(exc)(f"{exc} [checked with the batch axis cut to one row; the "
                             f"arrays along the batch: {shapes}]") from None
-        self.divisor_kinds = tuple(context.seen)  # (those of data along the batch)
+        self.divisor_kinds = tuple(k for k in context.seen if k != "statistics")
 
     # -- the graph -----------------------------------------------------------------------
     # Built by hand, one task per chunk and no more: a chunk's fused call, a getitem per
@@ -282,6 +306,8 @@ class _Call:
 
         def chunk_refs(i):
             return [refs[n][i] if n in self.batch else refs[n] for n in names]
+        if self.statistics:
+            return self._statistics_graph(da, token, names, chunk_refs)
         divisors = self._divisors(token, names, chunk_refs) if self.divisor_kinds else {}
         chunk_key = f"{self.prefix}-chunk-{token}"
         for i in range(nchunks):
@@ -300,6 +326,44 @@ class _Call:
                            for i in range(nchunks)}
                 chunks = (self.chunks,) + tuple((n,) for n in self.shapes[name][1:])
                 grads.append(self._like(self._array(da, grad_key, outputs, chunks), name))
+        return self._result(value, grads)
+
+    def _statistics_graph(self, da, token, names, refs):
+        """The overlap losses: each chunk's sums (a pass over y_true and y_pred), added in
+        chunk order; the value from them; the gradient chunks from them and y_true."""
+        nchunks = len(self.chunks)
+        sums_key = f"{self.prefix}-sums-{token}"
+        for i in range(nchunks):
+            self.tasks[(sums_key, i)] = (_sums_task, self.loss, self.reduction, self.scalars,
+                                         names, refs(i))
+        total_key = f"{self.prefix}-total-{token}"
+        self.tasks[total_key] = (_add_sums, [(sums_key, i) for i in range(nchunks)])
+        value = grads = None
+        if self.mode.value:
+            first = next((i for i, n in enumerate(self.chunks) if n), 0)
+            head_key = f"{self.prefix}-head-{token}"
+            heads = []
+            for n, ref in zip(names, refs(first)):
+                if n in self.batch:
+                    self.tasks[(head_key, n)] = (_head, ref)
+                    ref = (head_key, n)
+                heads.append(ref)
+            value_key = f"{self.prefix}-value-{token}"
+            shape = () if self.reduction != "none" else tuple(self.loss.value_shape(
+                *(self.shapes[n] for n in self.loss.inputs), reduction="none", **self.options))
+            task = (_from_sums_task, self.loss, "value", self.reduction, self.scalars,
+                    total_key, names, heads)
+            value = self._array(da, value_key, {(value_key,) + (0,) * len(shape): task},
+                                tuple((n,) for n in shape))
+        if self.mode.grad:
+            name = self.predictions[0]
+            grad_key = f"{self.prefix}-grad0-{token}"
+            ndim = len(self.shapes[name])
+            outputs = {(grad_key, i) + (0,) * (ndim - 1):
+                       (_from_sums_task, self.loss, "grad", self.reduction, self.scalars,
+                        total_key, names, refs(i)) for i in range(nchunks)}
+            chunks = (self.chunks,) + tuple((n,) for n in self.shapes[name][1:])
+            grads = [self._like(self._array(da, grad_key, outputs, chunks), name)]
         return self._result(value, grads)
 
     def _value(self, da, token, chunk_key, divisors, refs):
@@ -503,6 +567,31 @@ def _probe_task(loss, reduction, scalars, leading, names, arrays, pred_shapes, d
 def _add_divisors(sums, kinds):
     return {k: _batch.in_order(np.concatenate([s[k] for s in sums if k in s]) if sums
                                else np.empty(0)) for k in kinds}
+
+
+def _sums_task(loss, reduction, scalars, names, arrays):
+    """A chunk's sums (the overlap family's statistics per group)."""
+    context = _batch.ChunkContext(None, probing=True)
+    try:
+        with _batch.chunk_of(context):
+            call_in_memory(loss, "value", reduction, scalars, dict(zip(names, arrays)))
+    except _batch.Probed:
+        pass
+    return _host(context.seen["statistics"])
+
+
+def _add_sums(sums):
+    total = np.zeros_like(sums[0])
+    for s in sums:  # (in chunk order)
+        total = total + s
+    return total
+
+
+def _from_sums_task(loss, mode_name, reduction, scalars, total, names, arrays):
+    """The value, or a chunk's gradient, from the batch's sums."""
+    context = _batch.ChunkContext(None, statistics=total)
+    with _batch.chunk_of(context):
+        return call_in_memory(loss, mode_name, reduction, scalars, dict(zip(names, arrays)))
 
 
 def _whole_task(loss, mode_name, reduction, scalars, names, arrays):
