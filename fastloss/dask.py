@@ -39,7 +39,6 @@ import numpy as np
 
 from . import _batch, _config
 from ._arrays import compute_dtype, squeeze_or_expand_to_same_rank
-from .kernels.pointwise import CHUNK
 
 # The families whose calls split along the batch (their value is a sum of the kernel's
 # block partials); the others run whole.
@@ -62,6 +61,8 @@ def aligned_rows(row_elements):
     """The number of rows of ``row_elements`` elements each that a chunk should hold a
     multiple of for results bitwise equal to an in-memory call: whole kernel blocks of
     4096 elements, whole row blocks and whole 4096-value weight blocks."""
+    from .kernels.pointwise import CHUNK  # (here: importing fastloss compiles nothing)
+
     rows_per_block = max(1, CHUNK // max(row_elements, 1))
     whole_blocks = CHUNK // math.gcd(CHUNK, max(row_elements, 1))
     return math.lcm(rows_per_block, whole_blocks, _batch.SUM_BLOCK)
