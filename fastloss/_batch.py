@@ -7,9 +7,9 @@ divisors (``divisor``), not the chunk's, and the launcher records the kernel's f
 block partials (``record_partials``) so that the value is made from every chunk's
 partials in order, as one in-memory call makes it from its own.
 
-Sums of weights that a reduction divides by are ``ordered_sum``s: float64 sums of blocks
-of ``SUM_BLOCK`` values, added in block order, so a chunked batch whose chunks hold whole
-blocks gives the in-memory divisor bit for bit.
+Sums of weights that a reduction divides by are ``ordered_sum``s: float64 sums added
+one value after the other, in order, which a chunked batch continues from chunk to
+chunk: the same divisor, bit for bit, however the batch is cut.
 """
 
 from __future__ import annotations
@@ -19,9 +19,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-
-SUM_BLOCK = 4096
-
 
 @dataclass
 class ChunkContext:
@@ -98,7 +95,7 @@ def divisor(kind, values, xp=np, along_batch=True):
     context = _CURRENT.get()
     if context is not None and along_batch:
         if context.probing:
-            context.seen[kind] = block_sums(values, xp)
+            context.seen[kind] = values
         elif kind in context.divisors:
             return context.divisors[kind]
     return ordered_sum(values, xp)
@@ -117,26 +114,18 @@ def injected_total():
     return None if context is None else context.total
 
 
-def block_sums(x, xp=np):
-    """float64 sums of consecutive blocks of SUM_BLOCK values of x (flattened)."""
-    x = xp.asarray(x, dtype=np.float64).reshape(-1)
-    whole = x.size // SUM_BLOCK * SUM_BLOCK
-    sums = x[:whole].reshape(-1, SUM_BLOCK).sum(axis=1)
-    if whole < x.size:
-        sums = xp.concatenate([sums, x[whole:].sum(keepdims=True)])
-    return sums
-
-
-def ordered_sum(x, xp=np):
-    """The blocks' sums added in block order (on the host: bit-for-bit the sum of a
-    chunked x whose chunks hold whole blocks; on a GPU, left on the device)."""
-    sums = block_sums(x, xp)
+def ordered_sum(x, xp=np, start=0.0):
+    """start + x[0] + x[1] + ... (flattened), added left to right in float64: a batch cut
+    into chunks gives the same sum when each chunk starts from the sum before it.  (On a
+    GPU: CuPy's sum, left on the device.)"""
     if xp is not np:
-        return sums.sum()
-    return in_order(sums)
+        return xp.asarray(x, dtype=np.float64).sum() + start
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if start != 0.0:
+        x = np.concatenate([np.array([start]), x])
+    return float(np.add.accumulate(x)[-1]) if x.size else float(start)
 
 
 def in_order(values):
     """sum(values) added left to right in float64 (0.0 when empty)."""
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.add.accumulate(values)[-1]) if values.size else 0.0
+    return ordered_sum(values)

@@ -59,13 +59,13 @@ def involves_dask(arrays, kwargs):
 
 def aligned_rows(row_elements):
     """The number of rows of ``row_elements`` elements each that a chunk should hold a
-    multiple of for results bitwise equal to an in-memory call: whole kernel blocks of
-    4096 elements, whole row blocks and whole 4096-value weight blocks."""
+    multiple of for results bitwise equal to an in-memory call: whole kernel blocks
+    (4096 elements, or 4096 // row_elements rows for the losses of a row)."""
     from .kernels.pointwise import CHUNK  # (here: importing fastloss compiles nothing)
 
     rows_per_block = max(1, CHUNK // max(row_elements, 1))
     whole_blocks = CHUNK // math.gcd(CHUNK, max(row_elements, 1))
-    return math.lcm(rows_per_block, whole_blocks, _batch.SUM_BLOCK)
+    return math.lcm(rows_per_block, whole_blocks)
 
 
 # -- the call ------------------------------------------------------------------------------
@@ -399,19 +399,18 @@ class _Call:
         return self._array(da, value_key, outputs, ())
 
     def _divisors(self, token, names, chunk_refs):
-        """The key of the whole batch's data-dependent divisors: each chunk's block sums of
-        its labels or weights (the predictions stood in for by zeros: not read), added in
-        chunk order."""
-        probe_key = f"{self.prefix}-divisor-{token}"
+        """The key of the whole batch's data-dependent divisors: a chain of tasks, one per
+        chunk where the chunk lies, each continuing the previous one's sums over its labels
+        or weights (the predictions stood in for by zeros: not read)."""
+        step_key = f"{self.prefix}-divisor-{token}"
+        previous = {}
         for i in range(len(self.chunks)):
             shapes = {n: (self.chunks[i],) + self.shapes[n][1:] for n in self.predictions}
-            self.tasks[(probe_key, i)] = (_probe_task, self.loss, self.reduction, self.scalars,
-                                          self.leading, names, chunk_refs(i), shapes,
-                                          str(self.dtype))
-        key = f"{self.prefix}-divisors-{token}"
-        self.tasks[key] = (_add_divisors, [(probe_key, i) for i in range(len(self.chunks))],
-                           self.divisor_kinds)
-        return key
+            self.tasks[(step_key, i)] = (_divisor_step, previous, self.divisor_kinds,
+                                         self.loss, self.reduction, self.scalars, self.leading,
+                                         names, chunk_refs(i), shapes, str(self.dtype))
+            previous = (step_key, i)
+        return previous
 
     def _whole(self, da, token):
         """One task on the whole arrays."""
@@ -550,9 +549,10 @@ def _combine_task(loss, reduction, scalars, leading, divisors, partials, names, 
         return call_in_memory(loss, "value", reduction, scalars, dict(zip(names, arrays)))
 
 
-def _probe_task(loss, reduction, scalars, leading, names, arrays, pred_shapes, dtype):
-    """A chunk's block sums of its data-dependent divisors (predictions stood in for by
-    zeros: they are not read)."""
+def _divisor_step(previous, kinds, loss, reduction, scalars, leading, names, arrays,
+                  pred_shapes, dtype):
+    """The divisors' sums continued over one chunk's labels or weights (predictions stood
+    in for by zero-strided zeros: they are not read)."""
     arrays = dict(zip(names, arrays))
     for name, shape in pred_shapes.items():
         arrays[name] = np.broadcast_to(np.zeros((), dtype), shape)
@@ -562,12 +562,9 @@ def _probe_task(loss, reduction, scalars, leading, names, arrays, pred_shapes, d
             call_in_memory(loss, "value", reduction, scalars, arrays)
     except _batch.Probed:
         pass
-    return context.seen
-
-
-def _add_divisors(sums, kinds):
-    return {k: _batch.in_order(np.concatenate([s[k] for s in sums if k in s]) if sums
-                               else np.empty(0)) for k in kinds}
+    previous = previous or {}
+    return {k: _batch.ordered_sum(_host(context.seen[k]), start=previous.get(k, 0.0))
+            if k in context.seen else previous.get(k, 0.0) for k in kinds}
 
 
 def _sums_task(loss, reduction, scalars, names, arrays):

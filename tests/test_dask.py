@@ -163,6 +163,22 @@ def test_chunks_on_block_boundaries_give_bitwise_the_in_memory_results():
                     assert_same(g, w, None, exact=True), (name, reduction, method)
 
 
+def test_row_losses_are_bitwise_on_their_own_blocks_with_weighted_means():
+    """A row loss's kernel block is 4096 // C rows (4 for 1000 classes); the weighted
+    mean's divisor is a sum continued from chunk to chunk, the same for any chunking."""
+    rng = np.random.default_rng(13)
+    N, C = 1000, 1000
+    logits = rng.normal(size=(N, C)).astype(np.float32)
+    labels = np.where(rng.random(N) < 0.1, -100, rng.integers(0, C, N))
+    weight = rng.random(C)
+    lazy = fl.cross_entropy.value_and_grad(da.from_array(labels, chunks=100),
+                                           da.from_array(logits, chunks=(100, C)),
+                                           weight=weight)
+    for got, want in zip(dask.compute(*lazy),
+                         fl.cross_entropy.value_and_grad(labels, logits, weight=weight)):
+        assert_same(got, want, None, exact=True)
+
+
 def test_ragged_and_misaligned_chunks_agree_to_rounding():
     rng = np.random.default_rng(8)
     t, p = rng.normal(size=(5000, 7)), rng.normal(size=(5000, 7)).astype(np.float32)
