@@ -341,14 +341,7 @@ class _Call:
         self.tasks[total_key] = (_add_sums, [(sums_key, i) for i in range(nchunks)])
         value = grads = None
         if self.mode.value:
-            first = next((i for i, n in enumerate(self.chunks) if n), 0)
-            head_key = f"{self.prefix}-head-{token}"
-            heads = []
-            for n, ref in zip(names, refs(first)):
-                if n in self.batch:
-                    self.tasks[(head_key, n)] = (_head, ref)
-                    ref = (head_key, n)
-                heads.append(ref)
+            heads = self._heads(token, names, refs)
             value_key = f"{self.prefix}-value-{token}"
             shape = () if self.reduction != "none" else tuple(self.loss.value_shape(
                 *(self.shapes[n] for n in self.loss.inputs), reduction="none", **self.options))
@@ -377,17 +370,10 @@ class _Call:
                        for i in range(nchunks)}
             chunks = (self.chunks,) + tuple((n,) for n in shape[1:])
             return self._array(da, value_key, outputs, chunks)
-        # (the value's finishing steps run on the first row of the first non-empty chunk,
-        # taken by a task where that chunk lies: the kernel does not run again)
-        first = next((i for i, n in enumerate(self.chunks) if n), 0)
-        head_key = f"{self.prefix}-head-{token}"
+        # (the value's finishing steps run on the first row of the first non-empty chunk:
+        # the kernel does not run again)
         names = tuple(self.arrays)
-        heads = []
-        for n, ref in zip(names, refs(first)):
-            if n in self.batch:
-                self.tasks[(head_key, n)] = (_head, ref)
-                ref = (head_key, n)
-            heads.append(ref)
+        heads = self._heads(token, names, refs)
         # (each chunk's partials a task of their own, run where the chunk's result lies: the
         # adding task then receives a few floats per chunk, not the chunk's gradient)
         partials_key = f"{self.prefix}-partials-{token}"
@@ -397,6 +383,20 @@ class _Call:
         outputs = {(value_key,): (_combine_task, self.loss, self.reduction, self.scalars,
                                   self.leading, divisors, partials, names, heads)}
         return self._array(da, value_key, outputs, ())
+
+    def _heads(self, token, names, refs):
+        """Each array as the value's finishing call takes it: the first row of the first
+        non-empty chunk, taken by a task where that chunk lies (one row travels), or the
+        whole array."""
+        first = next((i for i, n in enumerate(self.chunks) if n), 0)
+        head_key = f"{self.prefix}-head-{token}"
+        heads = []
+        for n, ref in zip(names, refs(first)):
+            if n in self.batch:
+                self.tasks[(head_key, n)] = (_head, ref)
+                ref = (head_key, n)
+            heads.append(ref)
+        return heads
 
     def _divisors(self, token, names, chunk_refs):
         """The key of the whole batch's data-dependent divisors: a chain of tasks, one per
