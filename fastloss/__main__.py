@@ -97,9 +97,13 @@ def parser():
                    help="instead: time large losses over Dask arrays on a cluster (a "
                         "LocalCluster unless --scheduler), fastloss against the same loss "
                         "written as dask.array expressions")
-    b.add_argument("--dask-size", type=float, default=5e8, metavar="N",
-                   help="--dask: elements of each array (default: 5e8; the workers hold the "
-                        "inputs and the gradient: 6 GB at float32)")
+    b.add_argument("--dask-size", type=float, default=1e9, metavar="N",
+                   help="--dask: elements of each array (default: 1e9; the workers hold the "
+                        "inputs and a gradient: 12 GB at float32)")
+    b.add_argument("--memory-limit", default="0", metavar="LIMIT",
+                   help="--dask: the LocalCluster's memory limit per worker, as Dask takes it "
+                        "('4GB', 'auto'; default 0: none, so that Dask neither spills nor "
+                        "pauses during the timing)")
     b.add_argument("--chunk-mb", type=float, default=64, metavar="MB",
                    help="--dask: chunk size in MB (default: 64)")
     b.add_argument("--workers", type=_positive_int, default=2, metavar="N",

@@ -136,10 +136,13 @@ def main(args, names):
     if args.scheduler:
         client, cluster, where = Client(args.scheduler), None, f"cluster at {args.scheduler}"
     else:
+        # (no memory limit by default: the bench times computing, not Dask's spilling and
+        # pausing, which at 1e9 on a 24 GB machine moved chunks between the workers)
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=None, memory_limit=args.memory_limit)
         client = Client(cluster)
-        where = f"LocalCluster of {args.workers} worker processes"
+        where = (f"LocalCluster of {args.workers} worker processes, memory limit "
+                 f"{args.memory_limit if args.memory_limit != '0' else 'none'}")
     try:
         rows = dask_rows(names, size, args.chunk_mb, args.dtype, args.repeat, client,
                          lambda label: print(f"{label} ...", file=sys.stderr))
