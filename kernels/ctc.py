@@ -28,6 +28,19 @@ backward in two alternating rows, each frame's gradient row written as soon as i
 row is known.  Sequences run in parallel (``prange``) and each writes only its own
 gradient rows: no atomics, and the results do not depend on the thread count.
 
+On the CPU the recursion runs first in the linear domain (``_sequence_linear``): each
+frame's emissions exp(lp) are taken relative to the band's largest, each frame's alpha
+and beta divided by their totals (whose logs add up to the loss), so a position costs
+a multiply and two adds instead of an exp and a log, and the emissions take one exp per
+class or per position, whichever is fewer.  A term below 2**-500 of its frame's total is
+dropped.  That is exact to rounding unless a dropped term would have counted, and then
+the frames disagree: every frame's occupancies must add up to the forward pass's
+probability (alpha and beta are computed independently, so a path dropped on one side
+is missing from the sum of a frame where the other side still has it).  A sequence
+whose frames disagree by more than AGREEMENT, or whose band spans more than GAP nats in
+a frame, or whose emissions are NaN or inf, runs again in log space (``_sequence_log``,
+below), which keeps every path however far apart.  CUDA runs the log-space recursion.
+
 Each frame's update is a loop over positions with no branches (``lse3`` takes the
 maximum of its three terms, as every log-sum-exp here does: no term is dropped against a
 distant one), so with ``_math``'s exp and log it vectorises.  The occupancies of a frame
@@ -38,8 +51,9 @@ are lost).
 ``x`` and ``grad`` are flat, element (t, n, c) at ``t * stride_t + n * stride_n + c``: one
 kernel signature for PyTorch's (T, N, C) and Keras's (N, T, C) layouts; ``shape`` is
 ``(stride_t, stride_n, T, C)``.  ``lse`` receives each frame's log-sum-exp of logits
-(``from_logits``), else holds zeros.  Scratch per sequence: ``alpha`` (T, L), ``rows``
-(ROWS, L), ``labels`` (L,) and ``classes`` (C,).
+(``from_logits``), else holds zeros.  Scratch per sequence: ``alpha`` (T, L + 2), ``rows``
+(ROWS, L + 2), ``labels`` (L,), ``classes`` (C,) and ``scales`` (2, T), the linear
+path's cumulative log scale and band maximum per frame (unused by CUDA).
 """
 
 import math
@@ -214,17 +228,13 @@ def _beta_frame(later, now, skip, frame_lp, scaled, lo, hi, L):
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
-def _sequence(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
-              zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes, n):
-    """The loss (into losses[n]) and, with want_grad, the gradient rows of sequence n."""
+def _sequence_log(x, shape, lse, blank, zero_infinity, want_grad, coef, losses, grad, alpha,
+                  rows, labels, classes, n, Tn, L):
+    """The log-space recursion for sequence n: the loss into losses[n] and, with
+    want_grad, its gradient rows."""
     T, C = shape[2], shape[3]
-    Tn = input_lengths[n]
-    L = 2 * target_lengths[n] + 1
     skip, frame_lp, scaled = rows[n, SKIP], rows[n, FRAME_LP], rows[n, SCALED]
     seq_labels = labels[n]
-    _prepare(targets, n, L, blank, seq_labels, skip)
-    if from_logits:
-        _log_softmax_scales(x, shape, lse, n, Tn)
 
     first = alpha[n, 0]
     _frame_lp(x, shape, lse, n, 0, seq_labels, L, frame_lp)
@@ -290,17 +300,228 @@ def _sequence(x, shape, lse, targets, input_lengths, target_lengths, blank, from
             grad[base + c] = gradient_at(lp, class_sum[c], factor, scale)
 
 
+# -- the scaled recursion in the linear domain: the CPU's path, the log-space one its fallback
+
+# The rows of ``rows`` it uses (each at least L + 2 wide): beta in two alternating rows
+# (zeros at L and L + 1, so s + 1 and s + 2 need no bounds), the skip factors (zeros from
+# L on), the frame's emissions and its occupancies.  alpha[n, t] holds position s at
+# s + LEAD, after two zeros, so that s - 1 and s - 2 need no bounds either.
+EMISSIONS, OCCUPANCY = FRAME_LP, SCALED
+LEAD = 2
+# The totals must agree to this, relative to the sum of their logs' magnitudes (rounding
+# leaves them within about 1e-15 of it); a larger gap means a term that counts fell out
+# of the float64 range, and the sequence is run again in log space.
+AGREEMENT = 1e-10
+# Normalised values below FLOOR are set to 0 (subnormal arithmetic is slow, and a term
+# that small only counts where the totals then disagree); the widest spread of a frame's
+# emissions, in nats, that the linear path takes: so every product of a value, a sum of
+# them and an emission stays a normal float64 (2**-500 * e**-300 > 2**-1022).
+FLOOR = 2.0 ** -500
+GAP = 300.0
+# A frame whose largest band log-probability lies in (UNSHIFTED_LOW, UNSHIFTED_HIGH) takes
+# its emissions unshifted: at least exp(-346) = 2**-500 then, at most exp(400).
+UNSHIFTED_LOW, UNSHIFTED_HIGH = 46.0 - GAP, 400.0
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _class_exps(x, base, lse_t, C, table):
+    for c in range(C):
+        table[c] = exp(float(x[base + c]) - lse_t)
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _band_top(x, base, lse_t, labels, lo, hi, y):
+    """y[s] = lp[t, l'(s)] on [lo, hi); returns the largest, or NaN where one lies more
+    than GAP below it (its emission would lose its digits against the others)."""
+    top, low = NEG_INF, math.inf  # (low: the least above -inf, an exact 0; a NaN
+    for s in range(lo, hi):       # reaches the totals through the emissions)
+        v = float(x[base + labels[s]]) - lse_t
+        y[s] = v
+        top = select(v > top, v, top)
+        low = select(v < low and v > NEG_INF, v, low)
+    return top if low >= top - GAP else math.nan
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _emissions(x, base, lse_t, labels, lo, hi, C, table, probabilities, top, y, gathered):
+    """y[s] = exp(lp[t, l'(s)] - shift) on [lo, hi) (y holds the lp when ``gathered``);
+    returns the shift: ``top``, or 0 where the unshifted emissions keep every product
+    normal.  With ``probabilities``, table[c] = exp(lp[t, c]) for every class too (the
+    gradient's).  A frame takes as few exps as it can: the band's, or the classes'."""
+    if probabilities:
+        _class_exps(x, base, lse_t, C, table)
+        if UNSHIFTED_LOW < top < UNSHIFTED_HIGH:
+            for s in range(lo, hi):
+                y[s] = table[labels[s]]
+            return 0.0
+    elif C < hi - lo:
+        _class_exps(x, base, lse_t + top, C, table)
+        for s in range(lo, hi):
+            y[s] = table[labels[s]]
+        return top
+    if not gathered:
+        for s in range(lo, hi):
+            y[s] = float(x[base + labels[s]]) - lse_t
+    for s in range(lo, hi):
+        y[s] = exp(y[s] - top)
+    return top
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _alpha_step(prev, now, skip, y, lo, hi, L):
+    """alpha's row ``now`` on [lo, hi) from ``prev``, divided by its total; returns the
+    total.  Sets the positions the next frame reads outside its window to 0."""
+    total = 0.0
+    for s in range(lo, hi):
+        v = (prev[s + LEAD] + prev[s + LEAD - 1] + skip[s] * prev[s]) * y[s]
+        now[s + LEAD] = v
+        total += v
+    inv = 1.0 / total
+    for s in range(lo, hi):
+        u = now[s + LEAD] * inv
+        now[s + LEAD] = select(u < FLOOR, 0.0, u)
+    now[lo] = 0.0  # (positions lo - 2 and lo - 1)
+    now[lo + 1] = 0.0
+    for s in range(hi, min(hi + 2, L)):
+        now[s + LEAD] = 0.0
+    return total
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _beta_step(later, now, here, skip, y, occupancy, lo, hi):
+    """beta's row ``now`` on [lo, hi) from ``later``, divided by its total, and the
+    frame's occupancies alpha * beta / y (``here`` is alpha's row); returns both totals.
+    Sets the two positions below the window to 0."""
+    total, occupied = 0.0, 0.0
+    for s in range(lo, hi):
+        onward = later[s] + later[s + 1] + skip[s + 2] * later[s + 2]
+        w = here[s + LEAD] * onward
+        occupancy[s] = w
+        occupied += w
+        v = onward * y[s]
+        now[s] = v
+        total += v
+    inv = 1.0 / total
+    for s in range(lo, hi):
+        u = now[s] * inv
+        now[s] = select(u < FLOOR, 0.0, u)
+    for s in range(max(lo - 2, 0), lo):
+        now[s] = 0.0
+    return total, occupied
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _sequence_linear(x, shape, lse, blank, want_grad, coef, losses, grad, alpha, rows,
+                     labels, classes, scales, n, Tn, L):
+    """Sequence n by the scaled recursion in float64: each frame's alpha and beta divided
+    by their totals, whose logs add up to the loss.  Every frame's occupancies must total
+    the same probability as the forward pass; where they do not (a term that counts
+    underflowed, an emission NaN, inf or 0 on every path), returns False having written
+    nothing that the log-space path does not overwrite."""
+    stride_t, stride_n, T, C = shape[0], shape[1], shape[2], shape[3]
+    skip, y, occupancy = rows[n, SKIP], rows[n, EMISSIONS], rows[n, OCCUPANCY]
+    seq_labels, table, logs, tops = labels[n], classes[n], scales[n, 0], scales[n, 1]
+    skip[L] = 0.0
+    skip[L + 1] = 0.0
+
+    start = occupancy  # (the row before frame 0: 1 at position 0)
+    for i in range(min(L + LEAD, 4)):
+        start[i] = 0.0
+    start[LEAD] = 1.0
+    log_p, magnitude = 0.0, 0.0
+    for t in range(Tn):
+        lo, hi = _window(t, Tn, L)
+        base = t * stride_t + n * stride_n
+        top = _band_top(x, base, lse[n, t], seq_labels, lo, hi, y)
+        if top != top:
+            return False
+        tops[t] = top
+        shift = _emissions(x, base, lse[n, t], seq_labels, lo, hi, C, table, False, top, y,
+                           True)
+        total = _alpha_step(alpha[n, t - 1] if t > 0 else start, alpha[n, t], skip, y, lo,
+                            hi, L)
+        if not 0.0 < total < math.inf:
+            return False
+        step = log(total) + shift
+        log_p += step
+        magnitude += abs(step)
+        logs[t] = log_p
+    last = alpha[n, Tn - 1]
+    end = last[L - 1 + LEAD] + last[L - 2 + LEAD]  # (position -1 is a zero when L = 1)
+    log_p += log(end)
+    tolerance = AGREEMENT * (1.0 + magnitude)
+
+    later = rows[n, BETA_EVEN + Tn % 2]  # (the row after the last frame: 1 at L - 1)
+    for s in range(L + 2):
+        later[s] = 0.0
+    later[L - 1] = 1.0
+    other = rows[n, BETA_EVEN + (Tn + 1) % 2]
+    other[L] = 0.0
+    other[L + 1] = 0.0
+    log_beta = 0.0
+    scale = coef[n]
+    for t in range(Tn - 1, -1, -1):
+        lo, hi = _window(t, Tn, L)
+        base = t * stride_t + n * stride_n
+        shift = _emissions(x, base, lse[n, t], seq_labels, lo, hi, C, table, want_grad,
+                           tops[t], y, False)
+        now = rows[n, BETA_EVEN + t % 2]
+        total, occupied = _beta_step(rows[n, BETA_EVEN + (t + 1) % 2], now, alpha[n, t],
+                                     skip, y, occupancy, lo, hi)
+        if not (abs(logs[t] + log_beta + log(occupied) - log_p) <= tolerance
+                and 0.0 < total < math.inf):
+            return False
+        log_beta += log(total) + shift
+        if want_grad:  # (softmax minus the frame's occupation probabilities)
+            norm = 1.0 / occupied
+            blanks = 0.0
+            for s in range(lo + lo % 2, hi, 2):
+                blanks += occupancy[s]
+            table[blank] -= blanks * norm
+            for s in range(lo + 1 - lo % 2, hi, 2):  # (a scatter: labels may repeat)
+                table[seq_labels[s]] -= occupancy[s] * norm
+            for c in range(C):
+                grad[base + c] = scale * table[c]
+    losses[n] = -log_p
+    if want_grad:
+        for t in range(Tn, T):  # (frames past the input's end)
+            base = t * stride_t + n * stride_n
+            for c in range(C):
+                grad[base + c] = 0.0
+    return True
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _sequence(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
+              zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes,
+              scales, n):
+    """The loss (into losses[n]) and, with want_grad, the gradient rows of sequence n."""
+    Tn = input_lengths[n]
+    L = 2 * target_lengths[n] + 1
+    _prepare(targets, n, L, blank, labels[n], rows[n, SKIP])
+    if from_logits:
+        _log_softmax_scales(x, shape, lse, n, Tn)
+    if Tn == 0 or not _sequence_linear(x, shape, lse, blank, want_grad, coef, losses, grad,
+                                       alpha, rows, labels, classes, scales, n, Tn, L):
+        _sequence_log(x, shape, lse, blank, zero_infinity, want_grad, coef, losses, grad,
+                      alpha, rows, labels, classes, n, Tn, L)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ctc_serial(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
-               zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes):
+               zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes,
+               scales):
     for n in range(losses.size):
         _sequence(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
-                  zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes, n)
+                  zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes,
+                  scales, n)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ctc_parallel(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
-                 zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes):
+                 zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes,
+                 scales):
     for n in prange(losses.size):
         _sequence(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
-                  zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes, n)
+                  zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes,
+                  scales, n)

@@ -35,7 +35,7 @@ _max = _DEVICE["_max"]
 
 @cuda.jit
 def ctc(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
-        zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes):
+        zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes, scales):
     n = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     stride_t, stride_n, T, C = shape[0], shape[1], shape[2], shape[3]

@@ -134,6 +134,35 @@ def test_far_apart_states_are_each_kept():
         assert np.isfinite(grad).all()
 
 
+def test_an_alignment_the_scaled_recursion_drops_is_found_and_counted():
+    """The CPU runs the recursion in the linear domain, each frame divided by its total,
+    and drops what falls below 2**-500 of it.  Here the likeliest alignments (both labels
+    in frames 0-3, blanks after: -400 nats) lie e**-400 below the all-blank prefix by
+    frame 3 and are dropped from alpha; beta still holds their suffix, so the frames'
+    totals disagree and the sequence runs again in log space: loss ~400, not the ~480 of
+    the alignments that were left.  The gradient is checked by central differences."""
+    T, C = 6, 3
+    lp = np.full((T, 1, C), -200.0)
+    lp[:, 0, 0] = 0.0
+    lp[4:, 0, 1:] = -280.0
+    target = [1, 2]
+    expected = ref.ctc_nll(lp[:, 0], target)
+    assert 395 < expected < 400
+    value, grad = fl.ctc_loss.value_and_grad(np.array([target]), lp, [T], [2],
+                                             reduction="sum")
+    assert value == pytest.approx(expected, rel=1e-13)
+
+    def surrogate(x):  # (the loss whose derivative is PyTorch's CTC gradient)
+        return ref.ctc_nll(x, target) + np.exp(x).sum()
+    h = 1e-4
+    numeric = np.zeros((T, C))
+    for index in np.ndindex(T, C):
+        step = np.zeros((T, C))
+        step[index] = h
+        numeric[index] = (surrogate(lp[:, 0] + step) - surrogate(lp[:, 0] - step)) / (2 * h)
+    np.testing.assert_allclose(grad[:, 0], numeric, atol=1e-7)
+
+
 @pytest.mark.parametrize("call, words", [
     (lambda lp: fl.ctc_loss([[1, 5]], lp, [4], [2]), ["label 5", "out of range"]),
     (lambda lp: fl.ctc_loss([[1, -1]], lp, [4], [2]), ["label -1"]),

@@ -171,15 +171,16 @@ def test_calls_allocate_only_their_results(name):
 
 
 def recursion_bytes(name, args):
-    """CTC's float64 scratch per sequence: alpha, one row of L = 2 S + 1 positions per frame
-    (the O(S) per frame the recursion needs), and a few rows of L, C and T."""
+    """CTC's float64 scratch per sequence: alpha, one row of L = 2 S + 1 positions (and two
+    zeros) per frame (the O(S) per frame the recursion needs), and a few rows of L, C and
+    T."""
     if LOSSES[name].spec.family != "sequences":
         return 0
     targets, x = args[0], args[1]
     N, S = targets.shape
     T, C = (x.shape[0], x.shape[2]) if name == "ctc_loss" else (x.shape[1], x.shape[2])
     L = 2 * S + 1
-    return 8 * N * (T * L + T + C + 6 * L)
+    return 8 * N * (T * (L + 2) + 3 * T + C + 6 * (L + 2))
 
 
 @pytest.mark.parametrize("name", ["hinge", "squared_hinge"])

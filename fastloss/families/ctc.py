@@ -243,8 +243,9 @@ def _run(request, x, shape, pred_shape, dtype, targets, input_lengths, target_le
     host_arrays = dict(
         lse=np.zeros((N, T)), targets=np.ascontiguousarray(targets, np.int64),
         input_lengths=input_lengths, target_lengths=target_lengths, coef=coef,
-        losses=np.empty(N), alpha=np.empty((N, max(T, 1), L)), rows=np.empty((N, ROWS, L)),
-        labels=np.empty((N, L), np.int64), classes=np.empty((N, C)))
+        losses=np.empty(N), alpha=np.empty((N, max(T, 1), L + 2)),
+        rows=np.empty((N, ROWS, L + 2)), labels=np.empty((N, L), np.int64),
+        classes=np.empty((N, C)), scales=np.empty((N, 2, max(T, 1))))
     if xp is not np:  # (CuPy inputs: the small arrays and scratch go to the device)
         arrays = {k: xp.asarray(v) for k, v in host_arrays.items()}
     else:
@@ -254,7 +255,7 @@ def _run(request, x, shape, pred_shape, dtype, targets, input_lengths, target_le
             arrays["input_lengths"], arrays["target_lengths"], np.int64(blank),
             bool(from_logits), bool(zero_infinity), bool(want_grad), arrays["coef"],
             arrays["losses"], out, arrays["alpha"], arrays["rows"], arrays["labels"],
-            arrays["classes"])
+            arrays["classes"], arrays["scales"])
     if N:
         launcher.run("ctc", args, outputs=(11, 12), blocks=N)
     losses = _host(arrays["losses"]) if xp is not np else arrays["losses"]
