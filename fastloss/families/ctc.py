@@ -18,6 +18,7 @@ labels and lengths are copied to the host for that: they are small).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -228,6 +229,25 @@ def _to_xp(value, xp, dtype):
     return value if xp is np else xp.asarray(value, dtype=dtype).reshape(())
 
 
+_WORKSPACE = threading.local()
+# The largest alpha kept between calls (per thread), in float64 values: 512 MB.
+KEPT_ALPHA = 1 << 26
+
+
+def _alpha_scratch(shape):
+    """alpha's float64 scratch (uninitialised, as the kernel expects), kept between the
+    calls of a thread up to KEPT_ALPHA values: a fresh one of tens of MB page-faults on
+    every call (the allocator maps and unmaps a block that large each time), which costs
+    more than the recursion at large shapes."""
+    size = math.prod(shape)
+    if size > KEPT_ALPHA:
+        return np.empty(shape)
+    kept = getattr(_WORKSPACE, "alpha", None)
+    if kept is None or kept.size < size:
+        kept = _WORKSPACE.alpha = np.empty(size)
+    return kept[:size].reshape(shape)
+
+
 def _run(request, x, shape, pred_shape, dtype, targets, input_lengths, target_lengths, blank,
          from_logits, zero_infinity, coef):
     """(per-sequence float64 losses on the host, the gradient as a tuple or None)."""
@@ -243,13 +263,15 @@ def _run(request, x, shape, pred_shape, dtype, targets, input_lengths, target_le
     host_arrays = dict(
         lse=np.zeros((N, T)), targets=np.ascontiguousarray(targets, np.int64),
         input_lengths=input_lengths, target_lengths=target_lengths, coef=coef,
-        losses=np.empty(N), alpha=np.empty((N, max(T, 1), L + 2)),
-        rows=np.empty((N, ROWS, L + 2)), labels=np.empty((N, L), np.int64),
-        classes=np.empty((N, C)), scales=np.empty((N, 2, max(T, 1))))
+        losses=np.empty(N), rows=np.empty((N, ROWS, L + 2)),
+        labels=np.empty((N, L), np.int64), classes=np.empty((N, C)),
+        scales=np.empty((N, 2, max(T, 1))))
+    alpha_shape = (N, max(T, 1), L + 2)
     if xp is not np:  # (CuPy inputs: the small arrays and scratch go to the device)
         arrays = {k: xp.asarray(v) for k, v in host_arrays.items()}
+        arrays["alpha"] = xp.empty(alpha_shape)
     else:
-        arrays = host_arrays
+        arrays = dict(host_arrays, alpha=_alpha_scratch(alpha_shape))
     out = grad if want_grad else x[:0]
     args = (x, tuple(np.int64(v) for v in shape), arrays["lse"], arrays["targets"],
             arrays["input_lengths"], arrays["target_lengths"], np.int64(blank),
