@@ -163,6 +163,25 @@ def test_an_alignment_the_scaled_recursion_drops_is_found_and_counted():
     np.testing.assert_allclose(grad[:, 0], numeric, atol=1e-7)
 
 
+def test_scratch_kept_between_calls_leaves_no_trace():
+    """alpha's scratch is kept between a thread's calls: a call after a larger one, after
+    a smaller one and in another thread gives the same bits as before."""
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(11)
+    calls = []
+    for T, N, C, S in ((40, 3, 5, 8), (90, 6, 7, 30)):
+        lp = _log_probs(rng, T, N, C, np.float32)
+        calls.append((rng.integers(1, C, (N, S)), lp, np.full(N, T), rng.integers(0, S + 1, N)))
+
+    def run(args):
+        value, grad = fl.ctc_loss.value_and_grad(*args, reduction="none")
+        return value.tobytes() + grad.tobytes()
+    first = [run(args) for args in calls]
+    assert [run(args) for args in reversed(calls)] == first[::-1]
+    with ThreadPoolExecutor(1) as pool:
+        assert list(pool.map(run, calls)) == first
+
+
 @pytest.mark.parametrize("call, words", [
     (lambda lp: fl.ctc_loss([[1, 5]], lp, [4], [2]), ["label 5", "out of range"]),
     (lambda lp: fl.ctc_loss([[1, -1]], lp, [4], [2]), ["label -1"]),
