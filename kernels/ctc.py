@@ -491,7 +491,10 @@ def _sequence_linear(x, shape, lse, blank, want_grad, coef, losses, grad, alpha,
     return True
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+# Not inlined: the serial and the parallel kernel call one compiled sequence (a call per
+# sequence costs nothing beside its recursion), which halves the compile time and keeps
+# the parallel loop's body small.
+@njit(nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _sequence(x, shape, lse, targets, input_lengths, target_lengths, blank, from_logits,
               zero_infinity, want_grad, coef, losses, grad, alpha, rows, labels, classes,
               scales, n):
