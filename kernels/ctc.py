@@ -368,6 +368,15 @@ def _emissions(x, base, lse_t, labels, lo, hi, C, table, probabilities, top, y, 
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _divide(band, total):
+    """band / total, what falls below FLOOR set to 0."""
+    inv = 1.0 / total
+    for i in range(band.size):
+        u = band[i] * inv
+        band[i] = select(u < FLOOR, 0.0, u)
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _alpha_step(prev, now, skip, y, lo, hi, L):
     """alpha's row ``now`` on [lo, hi) from ``prev``, divided by its total; returns the
     total.  Sets the positions the next frame reads outside its window to 0."""
@@ -376,10 +385,7 @@ def _alpha_step(prev, now, skip, y, lo, hi, L):
         v = (prev[s + LEAD] + prev[s + LEAD - 1] + skip[s] * prev[s]) * y[s]
         now[s + LEAD] = v
         total += v
-    inv = 1.0 / total
-    for s in range(lo, hi):
-        u = now[s + LEAD] * inv
-        now[s + LEAD] = select(u < FLOOR, 0.0, u)
+    _divide(now[lo + LEAD:hi + LEAD], total)
     now[lo] = 0.0  # (positions lo - 2 and lo - 1)
     now[lo + 1] = 0.0
     for s in range(hi, min(hi + 2, L)):
@@ -390,7 +396,8 @@ def _alpha_step(prev, now, skip, y, lo, hi, L):
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _beta_step(later, now, here, skip, y, occupancy, lo, hi):
     """beta's row ``now`` on [lo, hi) from ``later``, divided by its total, and the
-    frame's occupancies alpha * beta / y (``here`` is alpha's row); returns both totals.
+    frame's occupancies alpha * (beta before this frame's emission) (``here`` is alpha's
+    row); returns both totals.
     Sets the two positions below the window to 0."""
     total, occupied = 0.0, 0.0
     for s in range(lo, hi):
@@ -401,10 +408,7 @@ def _beta_step(later, now, here, skip, y, occupancy, lo, hi):
         v = onward * y[s]
         now[s] = v
         total += v
-    inv = 1.0 / total
-    for s in range(lo, hi):
-        u = now[s] * inv
-        now[s] = select(u < FLOOR, 0.0, u)
+    _divide(now[lo:hi], total)
     for s in range(max(lo - 2, 0), lo):
         now[s] = 0.0
     return total, occupied
