@@ -4,8 +4,8 @@ matrix product.
 
     python benchmarks/speed_bars.py [--part pointwise rows peers pairs] [--repeat 15]
 
-- pointwise: every pointwise loss's value_and_grad(out=) at 1e7 float32 as a % of a
-  prange pass that reads two arrays and writes one (``out = t - p``); beside them the
+- pointwise: every pointwise loss's value_and_grad(out=), reduced to one value, at 1e7
+  float32 as a % of a prange pass that reads two arrays and writes one (``out = t - p``); beside them the
   same pass with one ``exp`` (or ``log1p``) of fastloss's vectorised math per element,
   the arithmetic floor of a loss that needs one.
 - rows: every loss over a class axis at (8192, 1000) float32 as a % of a prange pass
@@ -87,10 +87,21 @@ def pointwise(repeat):
            "(pass + one log1p)": lambda: _log1p_pass(t, p, scratch)}
     names = losses_of("Pointwise")
     for name in names:
-        fns[name] = _bench.calls(name, "value_and_grad", t, p, out)["fastloss"]
+        fns[name] = reduced_call(name, t, p, out)
     times = _bench.time_calls(fns, repeat)
     return {name: 100 * times["pass"] / times[name] for name in fns if name != "pass"}, \
         times["pass"]
+
+
+def reduced_call(name, t, p, out):
+    """value_and_grad(out=) reduced to one value, like the pass writing one array: the
+    class's reduction, "mean" where that is "none" (sigmoid_focal_loss, whose per-element
+    values would be a second array written)."""
+    loss = fastloss.LOSSES[name]
+    reduction = loss.spec.class_reduction
+    args = _bench.arguments(name, t, p)
+    return lambda: loss.value_and_grad(*args, out=out,
+                                       reduction="mean" if reduction == "none" else reduction)
 
 
 def rows(repeat):

@@ -31,7 +31,7 @@ assert len(_names) == len(set(_names)), "element names must be unique across fam
 # in the peers, instead of raising ZeroDivisionError (and the checks cost vectorisation).
 # Numba's cache checks only a kernel's own file, so the generated files carry a hash of
 # the code they inline: editing the math changes them, which invalidates the cache.
-CPU_SOURCES = ("_math.py", "arguments.py", "elements.py", "pointwise.py", "row_elements.py", "rowwise.py")
+CPU_SOURCES = ("_math.py", "arguments.py", "cpu_target.py", "elements.py", "pointwise.py", "row_elements.py", "rowwise.py")
 CUDA_SOURCES = ("arguments.py", "cuda_target.py", "elements.py", "pointwise_cuda.py", "row_elements.py",
                 "rowwise_cuda.py")
 

@@ -15,6 +15,8 @@ their chunks in order: so the result is bitwise the same for any number of threa
 import numpy as np
 from numba import njit
 
+from .cpu_target import wide_vectors
+
 # Elements per task: large enough to amortise a task, small enough to balance threads.
 CHUNK = 4096
 
@@ -60,6 +62,43 @@ def _segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
     elif VALUE:
         for i in range(ts.size):
             ls[i] = elem(ts[i], ps[i], o)[0]
+
+
+@njit(inline="always")
+def _summed_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
+    """``_segment`` that adds the losses up in float64 in the same loop and returns the sum
+    (for tasks that need no per-row sums): no store of the losses and no second loop,
+    which cost the losses without a transcendental a quarter of their speed."""
+    ts, ps = t[start:stop], p[start:stop]
+    total = 0.0
+    if GRAD:
+        gs = grad[start:stop]
+        for i in range(ts.size):
+            loss, g = elem(ts[i], ps[i], o)
+            gs[i] = g * grad_scale
+            total += np.float64(loss)
+    else:
+        for i in range(ts.size):
+            total += np.float64(elem(ts[i], ps[i], o)[0])
+    return total
+
+
+@njit(inline="always")
+def _summed_pair_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
+    """``_summed_segment`` for a pair element."""
+    ts, a, b = t[start:stop], p[0][start:stop], p[1][start:stop]
+    total = 0.0
+    if GRAD:
+        ga, gb = grad[0][start:stop], grad[1][start:stop]
+        for i in range(ts.size):
+            loss, da, db = elem(ts[i], a[i], b[i], o)
+            ga[i] = da * grad_scale
+            gb[i] = db * grad_scale
+            total += np.float64(loss)
+    else:
+        for i in range(ts.size):
+            total += np.float64(elem(ts[i], a[i], b[i], o)[0])
+    return total
 
 
 @njit(inline="always")
@@ -134,7 +173,7 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, f
               loss arithmetic, a gradient-less one writes nothing but partials)
     ``pointwise_total`` then makes the value of the partials.
     """
-    _tasks(_segment, _rescale, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first,
+    _tasks(_segment, _summed_segment, _rescale, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first,
            last, VALUE, GRAD)
 
 
@@ -143,7 +182,7 @@ def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, p
                    first, last, VALUE, GRAD):
     """The pointwise body for losses of two prediction arrays ``a`` and ``b`` (a pair
     element returns ``(loss, d/da, d/db)``), writing both gradients ``ga`` and ``gb``."""
-    _tasks(_pair_segment, _pair_rescale, elem, t, (a, b), o, C, weight, coef, gscale, row_out, (ga, gb),
+    _tasks(_pair_segment, _summed_pair_segment, _pair_rescale, elem, t, (a, b), o, C, weight, coef, gscale, row_out, (ga, gb),
            partials, first, last, VALUE, GRAD)
 
 
@@ -158,7 +197,7 @@ def pointwise_pair_hess(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, 
                         partials, first, last):
     """grad_hess of a pair element: gradients ``ga``, ``gb`` and second derivatives
     ``ha``, ``hb`` of both predictions, scaled alike (no value)."""
-    _tasks(_pair_hess_segment, _pair_hess_rescale, elem, t, (a, b), o, C, weight, coef, gscale,
+    _tasks(_pair_hess_segment, None, _pair_hess_rescale, elem, t, (a, b), o, C, weight, coef, gscale,
            row_out, (ga, gb, ha, hb), partials, first, last, False, True)
 
 
@@ -172,11 +211,14 @@ def ordered_total(partials, n):
 
 
 @njit(inline="always")
-def _tasks(segment, rescale, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials,
-           first, last, VALUE, GRAD):
-    """The task loop of both pointwise bodies: ``segment`` computes (and differentiates)
-    a task's elements at once, then the losses are summed row by row in float64;
+def _tasks(segment, summed_segment, rescale, elem, t, p, o, C, weight, coef, gscale, row_out,
+           grad, partials, first, last, VALUE, GRAD):
+    """The task loop of the pointwise bodies: ``summed_segment`` computes (and
+    differentiates) a task's elements and adds their losses up at once where the task
+    needs one sum (a stretch of one row, or rows sharing a weight and no per-row values);
+    otherwise ``segment`` does, and the losses are summed row by row in float64 after;
     ``rescale`` applies per-row gradient factors where rows have their own."""
+    wide_vectors()
     R = t.size // C
     _, rows_per_task, chunks_per_row = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
@@ -200,6 +242,11 @@ def _tasks(segment, rescale, elem, t, p, o, C, weight, coef, gscale, row_out, gr
         # One gradient factor for the task, unless its rows have their own: then the
         # raw derivatives (times 1, exact) are rescaled row by row.
         shared = coef_step == 0 or last_row - first_row == 1
+        if VALUE and shared and (chunks_per_row > 0 or (weight_step == 0 and not want_rows)):
+            partials[task] = summed_segment(
+                elem, t, p, o, start, stop, T(coef[first_row * coef_step] * g0), grad,
+                GRAD) * weight[first_row * weight_step]
+            continue
         segment(elem, t, p, o, start, stop, T(coef[first_row * coef_step] * g0) if shared
                 else T(1.0), grad, losses, VALUE, GRAD)
         if GRAD and not shared:

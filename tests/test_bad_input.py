@@ -183,15 +183,21 @@ SUBJECTS = {name: subject(name) for name in LOSSES}
 @dataclass(frozen=True)
 class Case:
     """One call: with ``error``, it must raise that exception type with a message holding
-    ``words`` (before any kernel runs); without, ``run`` does its own checks."""
+    ``words`` (before any kernel runs, unless ``after_kernel``: a check of the data that
+    the kernel's own result settles); without, ``run`` does its own checks."""
     label: str
     run: object
     error: type = None
     words: tuple = ()
+    after_kernel: bool = False
 
 
 def raises(label, error, words, fn, *args, **kwargs):
     return Case(label, lambda: fn(*args, **kwargs), error, tuple(words))
+
+
+def raises_after_kernel(label, error, words, fn, *args, **kwargs):
+    return Case(label, lambda: fn(*args, **kwargs), error, tuple(words), after_kernel=True)
 
 
 def works(label, fn, *args, **kwargs):
@@ -214,7 +220,8 @@ def check(case):
     if case.error is None:
         case.run()
         return
-    with kernels_forbidden(), pytest.raises(case.error) as info:
+    with (contextlib.nullcontext() if case.after_kernel else kernels_forbidden()), \
+            pytest.raises(case.error) as info:
         case.run()
     message = str(info.value)
     for word in case.words:
@@ -473,8 +480,15 @@ def probabilities_outside_unit_interval(s):
         p.reshape(-1)[1] = outside  # (row 0's second element)
         args = with_arg(s.args, i, p)
         if pred_range(s) is not None:
-            cases.append(raises(f"y_pred {outside}", ValueError, ["y_pred", "[0, 1]", str(outside)],
-                                vg, s, args))
+            # A value reduced to one number is checked after the kernel, by being NaN;
+            # gradients alone and per-element values are checked before any kernel runs.
+            words = ["y_pred", "[0, 1]", str(outside)]
+            cases.append(raises_after_kernel(f"y_pred {outside}", ValueError, words, vg, s, args))
+            cases.append(raises_after_kernel(f"y_pred {outside} value", ValueError, words,
+                                             s.loss, *args))
+            cases.append(raises(f"y_pred {outside} grad", ValueError, words, s.loss.grad, *args))
+            cases.append(raises(f"y_pred {outside} unreduced", ValueError, words, vg, s, args,
+                                reduction="none"))
         elif s.name in CLIPPED_PROBABILITIES:
             clipped = with_arg(s.args, i, np.clip(p, *CLIPPED_PROBABILITIES[s.name]))
             cases.append(works(f"y_pred {outside} clipped", lambda a=args, c=clipped:

@@ -124,8 +124,6 @@ class Pointwise(Family):
         t = t.reshape(t_shape)
         if t_shape != p_shape:
             t = xp.broadcast_to(t, p_shape)
-        if self.pred_range is not None and xp is np:
-            _check_range(name, p, self.pred_range)
         # Keras's axis: moved last (a contiguous copy), the gradient moved back at the end.
         axis = options.get("axis", -1)
         if not -len(p_shape) <= axis < len(p_shape):
@@ -166,6 +164,12 @@ class Pointwise(Family):
                                   exact_weight=pred_shape if self.exact_weight else None)
         n = p.size
         want_value = request.want_value
+        # A y_pred out of range makes every element's loss NaN, so a call reduced to one
+        # value reads it only when that value is NaN (a NaN y_pred, or out of range, and
+        # then the gradient written is NaN too); other calls read it before the kernel.
+        range_after = want_value and layout.rows_shape is None
+        if self.pred_range is not None and xp is np and not range_after:
+            _check_range(name, p, self.pred_range)
         if n == 0:
             rows, value = layout.empty_values(dtype)
         else:
@@ -186,6 +190,8 @@ class Pointwise(Family):
             value, rows = run_kernel(call, placement)
             if request.plannable and grad_output is None and reduction == request.reduction:
                 request.plan = self._plan(request, call, layout, moved)
+        if self.pred_range is not None and xp is np and range_after and np.isnan(value):
+            _check_range(name, p, self.pred_range)
         if layout.rows_shape is not None and want_value:
             value = rows.reshape(layout.rows_shape)
             if layout.row_factor != 1 and n:
