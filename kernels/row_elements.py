@@ -97,10 +97,9 @@ def row_max(x, shared, lane, lanes):
 
 
 # A sum over the classes whose terms an element's loop computes (a log, an exp per class):
-# on the CPU the terms are stored in a scratch row (``shared``, one row per ``slot``) and
-# added in float64 after the loop, because a float64 sum inside the loop made LLVM
-# vectorise the whole loop at the double's width, half the float32 lanes (measured: twice
-# the time); on CUDA each lane adds its terms, then the block adds the lanes.
+# on the CPU each term is added in float64 inside the loop (the float32 math stays at full
+# width: kernels/cpu_target.py); on CUDA each lane adds its terms, then the block adds
+# the lanes.
 #     acc = 0.0
 #     for j in range(lane, C, lanes):
 #         acc = class_term(acc, shared, 0, j, term_j)     # term_j in the compute dtype
@@ -110,19 +109,14 @@ SCRATCH_SLOTS = 2
 
 @helper
 def class_term(acc, shared, slot, j, v):
-    """Adds the term v of class j to a class sum (see SCRATCH_SLOTS)."""
-    shared[slot, j] = v
-    return acc
+    """Adds the term v of class j to a class sum."""
+    return acc + float(v)
 
 
-@loop_helper
+@helper
 def class_total(acc, shared, slot, C, lane, lanes):
-    """The float64 sum of a class sum's terms (see SCRATCH_SLOTS)."""
-    terms = shared[slot, :C]
-    s = 0.0
-    for j in range(C):
-        s += terms[j]
-    return s
+    """The float64 sum of a class sum's terms."""
+    return acc
 
 
 @helper
@@ -574,6 +568,24 @@ def multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
     return class_total(loss, shared, 0, C, lane, lanes) / C
 
 
+@helper
+def mark_listed(t, k, C, shared):
+    """Marks the classes t[:k] lists in a scratch row for ``is_listed`` (on CUDA, which has
+    no row-long scratch, ``is_listed`` searches the list instead)."""
+    marks = shared[1, :C]
+    for i in range(C):
+        marks[i] = 0.0
+    for m in range(k):
+        marks[int(t[m])] = 1.0
+    return 0
+
+
+@helper
+def is_listed(t, k, i, shared):
+    """Whether class i is among t[:k] (see ``mark_listed``)."""
+    return shared[1, i] != 0.0
+
+
 @row_element
 def multilabel_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     """PyTorch's multilabel_margin_loss of one row: t holds the row's class indices
@@ -582,51 +594,42 @@ def multilabel_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     classes i not listed of max(0, 1 - (x_j - x_i)) / C.  The backward, as PyTorch's,
     counts the terms z > 0 only.
 
-    As PyTorch's, O(C * targets) with no scratch: each class is looked up in the list,
-    and an unlisted one adds its terms with every target.  With GRAD the gradient row
-    holds, until the last pass scales it, each unlisted class's count of active terms
-    (>= 0) and each target's -1 - its count (< 0): a lane tells targets apart by the sign
-    of its own elements."""
+    One pass over the classes per target, the listed classes masked out (a scratch row
+    on the CPU, so the pass vectorises); with GRAD each unlisted class's count of active
+    terms goes into its gradient element and each target's count out of its own."""
     T = type(p[0])
+    one = T(1.0)
+    zero = T(0.0)
     C = p.size
     k = 0  # the row's targets: t[:k]
     while k < C and t[k] >= 0:
         k += 1
-    loss = 0.0
-    for i in range(lane, C, lanes):
-        listed = False
-        for m in range(k):
-            if t[m] == i:
-                listed = True
-                break
-        if listed:
-            if GRAD:
-                g[i] = T(-1.0)
-            continue
-        xi = p[i]
-        active = 0
-        for m in range(k):
-            z = T(1.0) - p[int(t[m])] + xi
-            if z > T(0.0):
-                loss += z
-                active += 1
-        if GRAD:
-            g[i] = T(active)
-    loss = row_sum(loss, shared, lane, lanes)
+    mark_listed(t, k, C, shared)
     if GRAD:
-        for m in range(k):  # (every lane visits every target: row_sum is a block's)
-            j = int(t[m])
-            one_minus = T(1.0) - p[j]
-            active = 0.0
-            for i in range(lane, C, lanes):
-                active += 1.0 if g[i] >= T(0.0) and one_minus + p[i] > T(0.0) else 0.0
+        for i in range(lane, C, lanes):
+            g[i] = zero
+    loss = 0.0
+    for m in range(k):
+        j = int(t[m])
+        shift = one - p[j]
+        terms = 0.0
+        active = 0.0
+        for i in range(lane, C, lanes):
+            z = shift + p[i]
+            on = z > zero and not is_listed(t, k, i, shared)
+            terms += float(z) if on else 0.0
+            active += 1.0 if on else 0.0
+            if GRAD:
+                g[i] += one if on else zero
+        loss += row_sum(terms, shared, lane, lanes)
+        if GRAD:
             active = row_sum(active, shared, lane, lanes)
             if j % lanes == lane:  # (the lane that owns g[j])
                 g[j] -= T(active)
+    if GRAD:
         k_scale = T(scale / C)
         for i in range(lane, C, lanes):
-            v = g[i]
-            g[i] = k_scale * (v if v >= T(0.0) else v + T(1.0))
+            g[i] = k_scale * g[i]
     return loss / C
 
 

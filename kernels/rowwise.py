@@ -8,6 +8,7 @@ added in task order, so results are bitwise the same for any number of threads.
 import numpy as np
 from numba import njit
 
+from .cpu_target import wide_vectors
 from .pointwise import CHUNK, ordered_total
 from .row_elements import SCRATCH_SLOTS
 
@@ -120,6 +121,7 @@ def _tuple_row(elem, inputs, o, C, scale, grad, r, shared, GRAD):
 def _rows(row_loss, elem, inputs, like, R, o, C, weight, coef, gscale, row_out, grad, partials,
           first, last, VALUE, GRAD):
     """The task loop of both row bodies: whole rows per task, one partial per task."""
+    wide_vectors()
     _, rows_per_task = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0

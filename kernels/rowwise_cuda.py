@@ -55,6 +55,20 @@ def _class_total(acc, shared, slot, C, lane, lanes):
 
 
 @cuda.jit(device=True)
+def _mark_listed(t, k, C, shared):
+    """No row-long scratch on CUDA: ``_is_listed`` searches the list."""
+    return 0
+
+
+@cuda.jit(device=True)
+def _is_listed(t, k, i, shared):
+    for m in range(k):
+        if t[m] == i:
+            return True
+    return False
+
+
+@cuda.jit(device=True)
 def _exp_bounded(x):
     """exp saturated at e**88, like the CPU's exp_bounded (the simulator's math.exp would
     raise where the GPU's returns inf)."""
@@ -71,6 +85,8 @@ def _compile_all():
     namespace["row_max"] = _row_max
     namespace["class_term"] = _class_term
     namespace["class_total"] = _class_total
+    namespace["mark_listed"] = _mark_listed
+    namespace["is_listed"] = _is_listed
     return (retarget(row_elements.ROW_ELEMENTS, namespace, inline=False),
             retarget(row_elements.TUPLE_ELEMENTS, namespace, inline=False),
             retarget(row_elements.ROW_SECOND_DERIVATIVES, namespace, inline=False))
