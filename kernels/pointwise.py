@@ -15,7 +15,7 @@ their chunks in order: so the result is bitwise the same for any number of threa
 import numpy as np
 from numba import njit
 
-from .cpu_target import wide_vectors
+from .cpu_target import borrowed, keep_alive, wide_vectors
 
 # Elements per task: large enough to amortise a task, small enough to balance threads.
 CHUNK = 4096
@@ -173,8 +173,8 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, f
               loss arithmetic, a gradient-less one writes nothing but partials)
     ``pointwise_total`` then makes the value of the partials.
     """
-    _tasks(_segment, _summed_segment, _rescale, elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first,
-           last, VALUE, GRAD)
+    _tasks(_segment, _summed_segment, _rescale, elem, borrowed(t), borrowed(p), o, C, weight, coef,
+           gscale, row_out, borrowed(grad), partials, first, last, VALUE, GRAD)
 
 
 @njit(inline="always")
@@ -182,8 +182,9 @@ def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, p
                    first, last, VALUE, GRAD):
     """The pointwise body for losses of two prediction arrays ``a`` and ``b`` (a pair
     element returns ``(loss, d/da, d/db)``), writing both gradients ``ga`` and ``gb``."""
-    _tasks(_pair_segment, _summed_pair_segment, _pair_rescale, elem, t, (a, b), o, C, weight, coef, gscale, row_out, (ga, gb),
-           partials, first, last, VALUE, GRAD)
+    _tasks(_pair_segment, _summed_pair_segment, _pair_rescale, elem, borrowed(t),
+           (borrowed(a), borrowed(b)), o, C, weight, coef, gscale, row_out,
+           (borrowed(ga), borrowed(gb)), partials, first, last, VALUE, GRAD)
 
 
 @njit(inline="always")
@@ -197,8 +198,10 @@ def pointwise_pair_hess(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, 
                         partials, first, last):
     """grad_hess of a pair element: gradients ``ga``, ``gb`` and second derivatives
     ``ha``, ``hb`` of both predictions, scaled alike (no value)."""
-    _tasks(_pair_hess_segment, None, _pair_hess_rescale, elem, t, (a, b), o, C, weight, coef, gscale,
-           row_out, (ga, gb, ha, hb), partials, first, last, False, True)
+    _tasks(_pair_hess_segment, None, _pair_hess_rescale, elem, borrowed(t),
+           (borrowed(a), borrowed(b)), o, C, weight, coef, gscale, row_out,
+           (borrowed(ga), borrowed(gb), borrowed(ha), borrowed(hb)), partials, first, last, False,
+           True)
 
 
 @njit
@@ -219,6 +222,8 @@ def _tasks(segment, summed_segment, rescale, elem, t, p, o, C, weight, coef, gsc
     otherwise ``segment`` does, and the losses are summed row by row in float64 after;
     ``rescale`` applies per-row gradient factors where rows have their own."""
     wide_vectors()
+    weight, coef, gscale = borrowed(weight), borrowed(coef), borrowed(gscale)
+    row_out, partials = borrowed(row_out), borrowed(partials)
     R = t.size // C
     _, rows_per_task, chunks_per_row = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
@@ -226,7 +231,8 @@ def _tasks(segment, summed_segment, rescale, elem, t, p, o, C, weight, coef, gsc
     g0 = gscale[0]
     T = type(o[0])
     want_rows = row_out.size > 0
-    losses = np.empty(min(CHUNK, t.size) if VALUE else 0, t.dtype)  # (a task's elements)
+    buffer = np.empty(min(CHUNK, t.size) if VALUE else 0, t.dtype)  # (a task's elements)
+    losses = borrowed(buffer)
     for task in range(first, last):
         # A task is a stretch of one row (layout A) or whole rows (layout B).
         if chunks_per_row > 0:
@@ -269,6 +275,7 @@ def _tasks(segment, summed_segment, rescale, elem, t, p, o, C, weight, coef, gsc
                         row_out[r] = s
                     acc += s
             partials[task] = acc
+    keep_alive(buffer)
 
 
 # The most blocks of consecutive tasks a parallel kernel cuts its tasks into (a block is

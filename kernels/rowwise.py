@@ -8,7 +8,7 @@ added in task order, so results are bitwise the same for any number of threads.
 import numpy as np
 from numba import njit
 
-from .cpu_target import wide_vectors
+from .cpu_target import borrowed, keep_alive, wide_vectors
 from .pointwise import CHUNK, ordered_total
 from .row_elements import SCRATCH_SLOTS
 
@@ -36,8 +36,9 @@ def rowwise(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, row_out, gra
              as for the pointwise body (per-row weight and gradient factor, ...)
     ``rows_total`` then makes the value, ``sum_r weight_r * loss_r``, of the partials.
     """
-    _rows(_class_row, row_elem, (t, labels, p, cw), p, p.size // C, o, C, weight, coef, gscale,
-          row_out, grad, partials, first, last, VALUE, GRAD)
+    _rows(_class_row, row_elem, (borrowed(t), borrowed(labels), borrowed(p), borrowed(cw)), p,
+          p.size // C, o, C, weight, coef, gscale, row_out, borrowed(grad), partials, first,
+          last, VALUE, GRAD)
 
 
 @njit(inline="always")
@@ -46,8 +47,9 @@ def rowwise_grad_hess(row_elem, t, labels, p, cw, o, C, weight, coef, gscale, ro
     """The row body of grad_hess: as ``rowwise`` without a value, the element (a row
     second derivative, bound to take ``(g, h)`` for ``g``) writing the gradient into
     ``grad`` and the Hessian's diagonal into ``hess``."""
-    _rows(_class_row_hess, row_elem, (t, labels, p, cw), p, p.size // C, o, C, weight, coef,
-          gscale, row_out, (grad, hess), partials, first, last, False, True)
+    _rows(_class_row_hess, row_elem, (borrowed(t), borrowed(labels), borrowed(p), borrowed(cw)),
+          p, p.size // C, o, C, weight, coef, gscale, row_out, (borrowed(grad), borrowed(hess)),
+          partials, first, last, False, True)
 
 
 @njit(inline="always")
@@ -100,8 +102,10 @@ def tuplewise(elem, y, a, b, c, d, o, C, weight, coef, gscale, row_out, ga, gb, 
         loss = elem(y_r, (a_r, b_r, c_r, d_r), o, (ga_r, gb_r, gc_r, gd_r), scale,
                     lane, lanes, shared, GRAD)
     """
-    _rows(_tuple_row, elem, (y, a, b, c, d), a, a.size // C, o, C, weight, coef, gscale, row_out,
-          (ga, gb, gc, gd), partials, first, last, VALUE, GRAD)
+    _rows(_tuple_row, elem, (borrowed(y), borrowed(a), borrowed(b), borrowed(c), borrowed(d)), a,
+          a.size // C, o, C, weight, coef, gscale, row_out,
+          (borrowed(ga), borrowed(gb), borrowed(gc), borrowed(gd)), partials, first, last, VALUE,
+          GRAD)
 
 
 @njit(inline="always")
@@ -122,13 +126,16 @@ def _rows(row_loss, elem, inputs, like, R, o, C, weight, coef, gscale, row_out, 
           first, last, VALUE, GRAD):
     """The task loop of both row bodies: whole rows per task, one partial per task."""
     wide_vectors()
+    weight, coef, gscale = borrowed(weight), borrowed(coef), borrowed(gscale)
+    row_out, partials = borrowed(row_out), borrowed(partials)
     _, rows_per_task = _plan(R, C)
     weight_step = 1 if weight.size > 1 else 0
     coef_step = 1 if coef.size > 1 else 0
     want_rows = row_out.size > 0
     T = type(o[0])
-    # The class sums' scratch rows (row_elements.class_term), in the inputs' dtype.
-    shared = np.empty((SCRATCH_SLOTS, C), like.dtype)
+    # The elements' scratch rows (SCRATCH_SLOTS), in the inputs' dtype.
+    scratch = np.empty((SCRATCH_SLOTS, C), like.dtype)
+    shared = borrowed(scratch)
     for task in range(first, last):
         acc = 0.0
         for r in range(task * rows_per_task, min(R, (task + 1) * rows_per_task)):
@@ -141,6 +148,7 @@ def _rows(row_loss, elem, inputs, like, R, o, C, weight, coef, gscale, row_out, 
                 acc += loss
         if VALUE:
             partials[task] = acc
+    keep_alive(scratch)
 
 
 @njit(inline="always")
