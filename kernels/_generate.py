@@ -54,22 +54,22 @@ def options_of(family, elements):
 def bound_arguments(fn, given, constant=None):
     """(the arguments a binder passes to element ``fn``, the binder's name suffix):
     parameters named in ``given`` as it maps them, the others the option tuple's slots in
-    order; with ``constant`` = (option, value) that option the constant, suffix
+    order; with ``constant`` = {option: value} those options constants, suffix
     "_special"."""
     slots = iter(range(OPTION_SLOTS))
     passed = [given[p] if p in given else f"o[{next(slots)}]" for p in element_parameters(fn)]
     if not constant:
         return passed, ""
-    option, value = constant
-    at = element_parameters(fn).index(option)
-    passed[at] = f"type({passed[at]})({value!r})"
+    for option, value in constant.items():
+        at = element_parameters(fn).index(option)
+        passed[at] = f"type({passed[at]})({value!r})"
     return passed, "_special"
 
 
 def binder(family, name, fn, prefix="", constant=None):
     """``bind_<element>``: the element called as its family body calls it, with the
     slots of the option tuple ``o`` bound to the element's named options.  With
-    ``constant`` = (option, value): ``bind_<element>_special``, that option a constant."""
+    ``constant`` = {option: value}: ``bind_<element>_special``, those options constants."""
     passed, suffix = bound_arguments(fn, {p: p for p in ELEMENT_CALLS[family]}, constant)
     return [f"def {prefix}bind_{name}{suffix}({', '.join(ELEMENT_CALLS[family])}):",
             f"    return {name}({', '.join(passed)})\n"]
@@ -89,9 +89,9 @@ def grad_hess_binder(name, fn, hess, prefix="", constant=None):
 
 def special_test(family, name, fn):
     """The option test that picks an element's special loop (see SPECIALISED)."""
-    option, value = SPECIALISED[name]
-    slot = element_options(fn, family).index(option)
-    return f"o[{slot}] == {value!r}"
+    options = element_options(fn, family)
+    return " and ".join(f"o[{options.index(option)}] == {value!r}"
+                        for option, value in SPECIALISED[name].items())
 
 
 # Each (element, mode) compiles its loop once, in its serial kernel: tasks ``first ..

@@ -47,17 +47,18 @@ def pair_element(fn):
     return njit(inline="always")(fn)
 
 
-# Elements whose kernels get a second loop for one common value of an option, with that
-# value a constant there: {element: (option, value)}.  A loop-invariant option tested
-# inside the element does not split the loop: LLVM vectorises the branches as selects and
-# computes both (for the focal losses' gamma, exp(gamma log q) beside the default's q*q).
+# Elements whose kernels get a second loop for the common values of some options, with
+# those values constants there: {element: {option: value}}.  A loop-invariant option
+# tested inside the element does not split the loop: LLVM vectorises the branches as
+# selects and computes both (for the focal losses' gamma, exp(gamma log q) beside the
+# default's q*q; for poisson_nll_loss, a log and Stirling's two beside the default's exp).
 SPECIALISED = {}
 
 
-def specialise(option, value):
-    """Give an element's kernels a loop of their own for ``option == value``."""
+def specialise(**values):
+    """Give an element's kernels a loop of their own for options equal to ``values``."""
     def register(fn):
-        SPECIALISED[fn.py_func.__name__] = (option, value)
+        SPECIALISED[fn.py_func.__name__] = values
         return fn
     return register
 
@@ -313,7 +314,7 @@ def bce_logits(t, p, label_smoothing):
     return loss, g
 
 
-@specialise("gamma", 2.0)
+@specialise(gamma=2.0)
 @element
 def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy on probabilities."""
@@ -322,7 +323,7 @@ def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothin
                        apply_class_balancing, alpha, gamma)
 
 
-@specialise("gamma", 2.0)
+@specialise(gamma=2.0)
 @element
 def binary_focal_logits(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy(from_logits=True): keras_focal of s = sigmoid(x)
@@ -337,7 +338,7 @@ def binary_focal_logits(t, p, apply_class_balancing, alpha, gamma, label_smoothi
                        apply_class_balancing, alpha, gamma)
 
 
-@specialise("gamma", 2.0)
+@specialise(gamma=2.0)
 @element
 def sigmoid_focal(t, p, alpha, gamma):
     """Optax's sigmoid_focal_loss: ce (1 - p_t)**gamma, times class_balance(t, alpha) when
@@ -423,6 +424,7 @@ def soft_margin(t, p):
     return loss, -t * s
 
 
+@specialise(log_target=0.0)
 @element
 def torch_kl_div(t, p, log_target):
     """PyTorch's kl_div with the input p a log-probability: t (log t - p), 0 where t = 0
@@ -474,6 +476,7 @@ def log_or_nan(x):
     return T(-_INF) if x == T(0.0) else T(_NAN)
 
 
+@specialise(log_input=1.0, full=0.0)
 @element
 def poisson_nll(t, p, log_input, full, eps):
     """PyTorch's poisson_nll_loss: exp(x) - y x for a log-rate x (log_input), else
