@@ -1039,10 +1039,30 @@ def warm_cpu(names):
                 _config.PARALLEL_THRESHOLD = threshold
                 for dtype in ("float32", "float64"):
                     call_every_mode(names, np, dtype)
+            for dtype in ("float32", "float64"):
+                warm_dask_tiles(names, dtype)
     finally:
         _config.PARALLEL_THRESHOLD = saved
     compiled, loaded, missed = count_cpu_kernels()
     return compiled - before[0], loaded - before[1], missed
+
+
+def warm_dask_tiles(names, dtype):
+    """Compiles the tile kernels that only calls on Dask arrays use (circle's and ntxent's
+    pairs of chunks), where Dask is installed."""
+    import fastloss
+
+    try:
+        import dask.array as da
+    except ImportError:
+        return
+    for name in names:
+        loss = fastloss.LOSSES[name]
+        if loss.family.name == "pairwise":
+            x = da.from_array(np.linspace(-1.0, 1.0, 32, dtype=dtype).reshape(8, 4), chunks=4)
+            labels = da.from_array(np.arange(8) % 2, chunks=4)
+            for result in loss.value_and_grad(labels, x):
+                result.compute(scheduler="sync")
 
 
 def count_cpu_kernels():

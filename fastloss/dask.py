@@ -23,12 +23,14 @@ are bitwise those of the in-memory call.
 
 The overlap losses (dice, tversky, fbeta_loss) whose groups span the batch take each
 chunk's sums first (a pass over y_true and y_pred), add them in chunk order, and write
-the gradient chunks from y_true and those sums.  Some layouts run as a single task on
-the whole arrays (rechunked to one chunk; the result is still lazy and equal to the
-in-memory one): circle and ntxent (every row's loss reads every other row), ctc, the
-overlap losses with per-sample groups, a class or reduced axis that is the first axis (a
-1-D class vector, Keras ``axis=0``), a prediction broadcast along the batch, and Keras's
-1-D y_pred with non-scalar weights.
+the gradient chunks from y_true and those sums.  circle and ntxent (every row's loss
+reads every other row) run in tiles of the pair matrix, a task per pair of chunks
+(fastloss.dask_pairs).  Some layouts run as a single task on the whole arrays
+(rechunked to one chunk; the result is still lazy and equal to the in-memory one): ctc,
+the overlap losses with per-sample groups, a class or reduced axis that is the first
+axis (a 1-D class vector, Keras ``axis=0``), a prediction broadcast along the batch,
+Keras's 1-D y_pred with non-scalar weights, and circle and ntxent on CuPy chunks or the
+"cuda" backend.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import math
 
 import numpy as np
 
-from . import _batch, _config
+from . import _batch, _config, dask_pairs
 from ._arrays import compute_dtype, squeeze_or_expand_to_same_rank
 
 # The families whose calls split along the batch (their value is a sum of the kernel's
@@ -122,7 +124,8 @@ class _Call:
         self.one_row = False
         self.statistics = False  # (overlap: the batch's sums first)
         self.broadcast = set()
-        self.batch = self._batch_arrays()
+        self.pairs = dask_pairs.applies(self)  # (circle, ntxent: tiles of the pair matrix)
+        self.batch = None if self.pairs else self._batch_arrays()
         self.leading = None
         first = None if self.batch is None else next(
             (n for n in (*self.predictions, *self.batch)
@@ -251,6 +254,9 @@ class _Call:
         options the loss makes; and notes which data-dependent divisors the reduction uses."""
         stand_ins = {}
         self.divisor_kinds = ()
+        if self.pairs:
+            dask_pairs.check(self)
+            return
         if self.batch is None and self.loss.family.name == "sequences":
             return  # (CTC's labels and lengths are data: checked when the call runs)
         for name, x in self.arrays.items():
@@ -290,6 +296,8 @@ class _Call:
                          {n: (x.name if is_dask(x) else tokenize(x)) for n, x in self.arrays.items()})
         self.prefix = f"fastloss-{self.loss.name}-{self.mode.name}"
         self.tasks, self.dependencies = {}, []
+        if self.pairs:
+            return dask_pairs.graph(self, da, token)
         if self.batch is None:
             return self._whole(da, token)
         refs = {}  # each array's task reference per chunk (a key) or whole (a key or value)

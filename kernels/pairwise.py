@@ -1034,3 +1034,244 @@ def ntxent_grad_serial(labels, e, temperature, stats, scale, grad):
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ntxent_grad_parallel(labels, e, temperature, stats, scale, grad):
     _ntxent_grad(labels, e, temperature, stats, scale, grad)
+
+
+# -- tiles of the pair matrix: the blocks of a Dask graph (fastloss/dask_pairs.py) --------
+# A tile pairs the rows of one chunk (e, n rows) with the rows of another (the columns:
+# ref or f, M rows), wherever they lie in the whole batch: ``diagonal`` is the columns'
+# first global row minus the rows' first, so the pair (r, jj) is the diagonal i == j
+# where ``r == jj + diagonal``.  Similarities come from _products, as in the kernels
+# above; each row's statistics over the tile's columns are merged over the tiles of its
+# chunk, in column order, by the merge kernels.  Serial: the graph runs tiles in parallel.
+
+_tile_kernel = njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+
+
+@_tile_kernel
+def circle_tile_stats(labels, e, ref_labels, ref, gamma, margin, remove_diagonal, diagonal,
+                      out):
+    """``out[r] = (p, n)``: row r's log-sum-exps of its positive and negative logits over
+    the tile's columns, as circle_row has them over a row (-inf for an empty subset):
+    each subset's maximum first, then its sum."""
+    n = e.shape[0]
+    M = ref.shape[0]
+    tile = np.empty((n, M), e.dtype)
+    _products(e, ref, tile)
+    logits = np.empty(M)
+    kinds = np.empty(M, np.int8)  # 1 positive, -1 negative, 0 the removed diagonal
+    for r in range(n):
+        pm = -_INF
+        nm = -_INF
+        for jj in range(M):
+            s = float(tile[r, jj])
+            if labels[r] == ref_labels[jj]:
+                if remove_diagonal and r == jj + diagonal:
+                    kinds[jj] = 0
+                    continue
+                kinds[jj] = 1
+                logits[jj] = circle_positive(s, gamma, margin)[0]
+                pm = logits[jj] if logits[jj] > pm else pm
+            else:
+                kinds[jj] = -1
+                logits[jj] = circle_negative(s, gamma, margin)[0]
+                nm = logits[jj] if logits[jj] > nm else nm
+        ps = 0.0
+        ns = 0.0
+        for jj in range(M):
+            if kinds[jj] > 0:
+                ps += exp(logits[jj] - pm)
+            elif kinds[jj] < 0:
+                ns += exp(logits[jj] - nm)
+        out[r, 0] = lse_value(pm, ps)
+        out[r, 1] = lse_value(nm, ns)
+
+
+@_tile_kernel
+def circle_merge_rows(parts, stats, rows):
+    """The rows' (p, n) from each tile's (``parts[t]``, in column order), merged as
+    log-sum-exps, then each row's statistics and loss (circle_finish_row)."""
+    for i in range(parts.shape[1]):
+        pm = -_INF
+        ps = 0.0
+        nm = -_INF
+        ns = 0.0
+        for t in range(parts.shape[0]):
+            p = parts[t, i, 0]
+            q = parts[t, i, 1]
+            pm, ps = lse_add(pm, ps, p, p != -_INF)  # (NaN counted: it stays NaN)
+            nm, ns = lse_add(nm, ns, q, q != -_INF)
+        circle_finish_row(lse_value(pm, ps), lse_value(nm, ns), i, stats, rows)
+
+
+@_tile_kernel
+def circle_tile_grad(labels, ref_labels, e, h, positive_lse, negative_lse, col_labels,
+                     col_ref_labels, ref, col_h, col_positive, col_negative, gamma, margin,
+                     remove_diagonal, self_ref, diagonal, acc):
+    """``acc[r] += sum_jj (G_kj (+ G_jk)) ref_jj`` over the tile, in float64, the factors
+    as circle_factors has them: row k's side from its own (h, p, n), with self_ref the
+    column row j's side from the columns' (``labels[j]``: col_labels, ``ref_labels[k]``:
+    ref_labels)."""
+    n = e.shape[0]
+    M = ref.shape[0]
+    tile = np.empty((n, M), e.dtype)
+    _products(e, ref, tile)
+    factors = np.empty(M)
+    for r in range(n):
+        h_k = h[r]
+        for jj in range(M):
+            s = float(tile[r, jj])
+            diagonal_pair = r == jj + diagonal
+            kind_k = circle_kind(labels[r], col_ref_labels[jj], h_k, diagonal_pair,
+                                 remove_diagonal)
+            c = circle_term(s, kind_k, h_k, positive_lse[r], negative_lse[r], gamma, margin)
+            if self_ref:
+                h_j = col_h[jj]
+                kind_j = circle_kind(col_labels[jj], ref_labels[r], h_j, diagonal_pair,
+                                     remove_diagonal)
+                c += circle_term(s, kind_j, h_j, col_positive[jj], col_negative[jj], gamma,
+                                 margin)
+            factors[jj] = c
+        _add_row_products(factors, ref, acc, r)
+
+
+@_cpu_function
+def _add_row_products(factors, ref, acc, r):
+    """``acc[r] += factors @ ref``, in float64."""
+    for jj in range(ref.shape[0]):
+        c = factors[jj]
+        for d in range(ref.shape[1]):
+            acc[r, d] += c * float(ref[jj, d])
+
+
+@_tile_kernel
+def ntxent_tile_norms(e, eps, stats):
+    """The rows' normalisation into stats (ntxent_norm)."""
+    for i in range(e.shape[0]):
+        ntxent_norm(e, eps, stats, i)
+
+
+@_cpu_function
+def _ntxent_tile_similarities(e, stats, f, col_stats, temperature, r, tile, x):
+    """Row r's similarities over the tile's columns, as _ntxent_stats_block has them."""
+    inv_i = stats[r, NTXENT_INV_NORM]
+    for jj in range(f.shape[0]):
+        x[jj] = float(tile[r, jj]) * inv_i * col_stats[jj, NTXENT_INV_NORM] / temperature
+
+
+@_tile_kernel
+def ntxent_tile_negatives(labels, e, stats, col_labels, f, col_stats, temperature, diagonal,
+                          out):
+    """``out[r] = (m, negatives, positives)`` over the tile's pairs but the diagonal, as
+    ntxent_row_max over a row: the maximum of the similarities, the sum of ``exp(x -
+    m)`` over the negative pairs, the number of positive pairs."""
+    n = e.shape[0]
+    M = f.shape[0]
+    tile = np.empty((n, M), e.dtype)
+    _products(e, f, tile)
+    x = np.empty(M)
+    for r in range(n):
+        _ntxent_tile_similarities(e, stats, f, col_stats, temperature, r, tile, x)
+        m = -_INF
+        count = 0.0
+        for jj in range(M):
+            if r != jj + diagonal:
+                m = x[jj] if x[jj] > m else m
+                if labels[r] == col_labels[jj]:
+                    count += 1.0
+        negatives = 0.0
+        for jj in range(M):
+            if labels[r] != col_labels[jj]:
+                negatives += exp(x[jj] - m)
+        out[r, 0] = m
+        out[r, 1] = negatives
+        out[r, 2] = count
+
+
+@_tile_kernel
+def ntxent_merge_negatives(parts, stats):
+    """The rows' maximum, negatives' sum (rescaled to that maximum) and number of positive
+    pairs from each tile's (``parts[t]``, in column order), into stats."""
+    for i in range(parts.shape[1]):
+        m = -_INF
+        for t in range(parts.shape[0]):
+            m = parts[t, i, 0] if parts[t, i, 0] > m else m
+        negatives = 0.0
+        count = 0.0
+        for t in range(parts.shape[0]):
+            if parts[t, i, 1] != 0.0:
+                negatives += parts[t, i, 1] * exp(parts[t, i, 0] - m)
+            count += parts[t, i, 2]
+        stats[i, NTXENT_MAX] = m
+        stats[i, NTXENT_NEGATIVES] = negatives
+        stats[i, NTXENT_POSITIVES] = count
+
+
+@_tile_kernel
+def ntxent_tile_positives(labels, e, stats, col_labels, f, col_stats, temperature, diagonal,
+                          out):
+    """``out[r] = (loss, inv_sum)`` over the tile's positive pairs, as
+    ntxent_row_positives over a row, from the row's merged maximum and negatives: only
+    the positive pairs' similarities are computed."""
+    one = np.empty((1, 1), e.dtype)
+    for r in range(e.shape[0]):
+        inv_i = stats[r, NTXENT_INV_NORM]
+        m = stats[r, NTXENT_MAX]
+        negatives = stats[r, NTXENT_NEGATIVES]
+        loss = 0.0
+        inv_sum = 0.0
+        for jj in range(f.shape[0]):
+            if labels[r] != col_labels[jj] or r == jj + diagonal:
+                continue
+            _products(e[r:r + 1], f[jj:jj + 1], one)
+            y = float(one[0, 0]) * inv_i * col_stats[jj, NTXENT_INV_NORM] / temperature - m
+            denominator = exp(y) + negatives
+            loss += log_or_minus_inf(denominator) - y
+            inv_sum += 1.0 / denominator if denominator > 0.0 else _INF
+        out[r, 0] = loss
+        out[r, 1] = inv_sum
+
+
+@_tile_kernel
+def ntxent_merge_positives(parts, stats, rows):
+    """Each row's loss and inverse sums from each tile's (``parts[t]``, in column order),
+    added; then its statistics (ntxent_finish_row)."""
+    for i in range(parts.shape[1]):
+        loss = 0.0
+        inv_sum = 0.0
+        for t in range(parts.shape[0]):
+            loss += parts[t, i, 0]
+            inv_sum += parts[t, i, 1]
+        ntxent_finish_row(stats[i, NTXENT_MAX], stats[i, NTXENT_NEGATIVES],
+                          stats[i, NTXENT_POSITIVES], loss, inv_sum, i, stats, rows)
+
+
+@_tile_kernel
+def ntxent_tile_grad(labels, e, stats, col_labels, f, col_stats, temperature, diagonal, acc):
+    """``acc[r] += sum_jj c_kj f_jj`` over the tile, in float64, ``c`` the factors of
+    ntxent_factors (ntxent_pair_factor times the column's inverse norm; 0 on the
+    diagonal), before the normalisation's chain rule (ntxent_tile_finish)."""
+    n = e.shape[0]
+    M = f.shape[0]
+    tile = np.empty((n, M), e.dtype)
+    _products(e, f, tile)
+    x = np.empty(M)
+    factors = np.empty(M)
+    for r in range(n):
+        _ntxent_tile_similarities(e, stats, f, col_stats, temperature, r, tile, x)
+        for jj in range(M):
+            c = 0.0
+            if r != jj + diagonal:
+                c = ntxent_pair_factor(
+                    x[jj], labels[r] == col_labels[jj], stats[r, NTXENT_MAX],
+                    stats[r, NTXENT_NEGATIVES], stats[r, NTXENT_INV_SUM],
+                    col_stats[jj, NTXENT_MAX], col_stats[jj, NTXENT_NEGATIVES],
+                    col_stats[jj, NTXENT_INV_SUM]) * col_stats[jj, NTXENT_INV_NORM]
+            factors[jj] = c
+        _add_row_products(factors, f, acc, r)
+
+
+@_tile_kernel
+def ntxent_tile_finish(e, stats, factor, grad):
+    """A chunk's gradient rows through the normalisation, in place (_ntxent_finish_block)."""
+    _ntxent_finish_block(e, _column(stats, NTXENT_INV_NORM), _column(stats, NTXENT_NORM_SLOPE),
+                         factor, 0, e.shape[0], grad)

@@ -209,6 +209,17 @@ def test_nothing_is_computed_at_call_time():
     assert computed == []
     assert isinstance(value, da.Array) and value.shape == () and grad.shape == (300, 4)
     assert float(value.compute()) == pytest.approx(300.0)
+    # the pairwise losses' tiles too (labels and references lazy as well)
+    computed.clear()
+    labels = da.arange(300, chunks=100) % 3
+    for loss, options in ((fl.circle, {"reduction": "sum"}),
+                          (fl.circle, {"ref_embeddings": p[:200], "ref_labels": labels[:200]}),
+                          (fl.ntxent, {})):
+        value, grad = loss.value_and_grad(labels, p * 0.5, **options)
+        assert computed == []
+        assert isinstance(value, da.Array) and grad.shape == (300, 4)
+        assert np.isfinite(value.compute()).all() and computed
+        computed.clear()
 
 
 def test_overlap_losses_add_the_chunks_sums_and_read_only_y_true_for_the_gradient():
@@ -226,6 +237,184 @@ def test_overlap_losses_add_the_chunks_sums_and_read_only_y_true_for_the_gradien
             assert any("-sums-" in k for k in keys) and not any("-whole-" in k for k in keys)
             for got, want in zip(dask.compute(*lazy), loss.value_and_grad(t, p, **options)):
                 assert_same(got, want, np.float32)
+
+
+# -- circle and ntxent: tiles of the pair matrix --------------------------------------------
+
+def _unit_rows(rng, n, d, dtype):
+    """Rows of norm 0.6 to 0.95 (circle's embeddings are L2-normalised; below 1, no
+    similarity sits on the kink of Keras's distance at 1)."""
+    x = rng.standard_normal((n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)
+            * rng.uniform(0.6, 0.95, (n, 1))).astype(dtype)
+
+
+@st.composite
+def _row_chunks(draw, n, label):
+    """Ragged chunks of n rows: one chunk, rows of one, or cut at drawn places."""
+    form = draw(st.sampled_from(["cuts", "single rows", "one"]), label=f"{label} form")
+    if form == "one" or n <= 1:
+        return (n,)
+    if form == "single rows":
+        return (1,) * n
+    cuts = sorted(draw(st.sets(st.integers(1, n - 1), min_size=1, max_size=4), label=label))
+    return tuple(np.diff([0, *cuts, n]).tolist())
+
+
+def _pairwise_tolerance(dtype):
+    return 1e-12 if dtype == np.float64 else 2e-5
+
+
+def _assert_close(got, want, dtype):
+    """Equal to rounding: relative to the largest element (gradients, per-row losses)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    tol = _pairwise_tolerance(dtype)
+    scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_circle_and_ntxent_in_tiles_equal_the_in_memory_call(data):
+    draw = data.draw
+    name = draw(st.sampled_from(["circle", "ntxent"]), label="loss")
+    loss = fl.LOSSES[name]
+    dtype = draw(st.sampled_from([np.float64, np.float32]), label="dtype")
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16), label="seed"))
+    # (sampled, not drawn integers: those shrink to one class and two rows, where a
+    # misplaced diagonal goes unseen)
+    N = draw(st.sampled_from([9, 12, 5, 1, 2]), label="N")
+    D = draw(st.sampled_from([3, 1, 4]), label="D")
+    chunks = draw(_row_chunks(N, "chunks"))
+    labels = rng.integers(0, draw(st.sampled_from([3, 2, 1]), label="classes"), N)
+    options = {}
+    if name == "circle":
+        e = _unit_rows(rng, N, D, dtype)
+        options["gamma"] = draw(st.sampled_from([80.0, 10.0]), label="gamma")
+        options["margin"] = draw(st.sampled_from([0.4, 0.25]), label="margin")
+        options["remove_diagonal"] = draw(st.sampled_from([True, False]),
+                                          label="remove_diagonal")
+        references = draw(st.sampled_from(["none", "labels", "embeddings"]), label="references")
+        if references == "labels":
+            options["ref_labels"] = rng.integers(0, 3, N)
+        elif references == "embeddings":
+            M = draw(st.sampled_from([7, 12, 1]), label="M")
+            options["ref_labels"] = rng.integers(0, 3, M)
+            options["ref_embeddings"] = _unit_rows(rng, M, D, dtype)
+        if draw(st.booleans(), label="float labels, (N, 1)"):  # (Keras truncates floats)
+            labels = labels.reshape(N, 1) + 0.5
+        weight = draw(st.sampled_from(["none", "scalar", "rows"]), label="sample_weight")
+        if weight != "none":
+            options["sample_weight"] = 0.5 if weight == "scalar" else rng.random(N)
+    else:
+        e = rng.standard_normal((N, D)).astype(dtype)
+        options["temperature"] = draw(st.sampled_from([0.07, 0.5]), label="temperature")
+    reductions = _reductions(loss)
+    reduction = draw(st.sampled_from(reductions), label="reduction")
+    if reduction == "mean_with_sample_weight" and "sample_weight" not in options:
+        reduction = "sum"
+    options["reduction"] = reduction
+    method = draw(st.sampled_from(["__call__", "grad", "value_and_grad"]), label="method")
+    if method != "__call__" and draw(st.booleans(), label="grad_output"):
+        options["grad_output"] = (rng.random(N) if reduction == "none" else 0.75)
+
+    def lazy(x, name):  # (NumPy arrays beside Dask ones are taken too)
+        x = np.asarray(x)
+        if draw(st.integers(0, 3), label=f"{name} kept NumPy") == 0:
+            return x
+        if name in ("ref_embeddings", "ref_labels"):
+            row_chunks = draw(_row_chunks(x.shape[0], name))
+        else:
+            row_chunks = chunks
+        return da.from_array(x, chunks=(row_chunks,) + x.shape[1:])
+    lazy_e = da.from_array(e, chunks=(chunks, draw(st.sampled_from([D, 1]), label="D chunks")))
+    lazy_options = {k: (lazy(v, k) if isinstance(v, np.ndarray) else v)
+                    for k, v in options.items()}
+    got = getattr(loss, method)(lazy(labels, "labels"), lazy_e, **lazy_options)
+    keys = {str(k) for x in flat(got) for k in dict(x.__dask_graph__())}
+    assert not any("-whole-" in k for k in keys)
+    computed = dask.compute(*flat(got))
+    want = flat(getattr(loss, method)(labels, e, **options))
+    for g, w in zip(computed, want, strict=True):
+        _assert_close(g, w, dtype)
+    if method != "__call__":
+        assert flat(got)[-1].chunks == lazy_e.chunks
+
+
+def _computed_pieces(lazy):
+    """Every fastloss task's result in the graph of ``lazy``, by key (the sync scheduler)."""
+    from dask.core import flatten
+
+    graph = {}
+    for x in lazy:
+        graph.update(dict(x.__dask_graph__()))
+    keys = [k for k in graph if str(k[0] if isinstance(k, tuple) else k).startswith("fastloss-")]
+    assert keys
+    return dict(zip(keys, dask.get(graph, keys)))
+
+
+def _arrays_of(result):
+    if isinstance(result, (tuple, list)):
+        for r in result:
+            yield from _arrays_of(r)
+    elif isinstance(result, np.ndarray):
+        yield result
+
+
+@pytest.mark.parametrize("name, options", [
+    ("circle", {}), ("circle", {"reduction": "none"}),
+    ("circle", {"ref_embeddings": "dask", "ref_labels": "dask"}), ("ntxent", {})])
+def test_circle_and_ntxent_tasks_hold_tiles_never_the_pair_matrix(name, options):
+    """A tile task per pair of chunks and pass; every task's result a chunk's rows at
+    most (or the N per-row losses, 1-D): never N x N, nor the embeddings."""
+    rng = np.random.default_rng(14)
+    N, D, chunk = 40, 3, 8
+    labels, e = rng.integers(0, 3, N), _unit_rows(rng, N, D, np.float64)
+    if "ref_embeddings" in options:
+        M = 24
+        options = {"ref_embeddings": da.from_array(_unit_rows(rng, M, D, np.float64), chunks=6),
+                   "ref_labels": da.from_array(rng.integers(0, 3, M), chunks=5)}
+    loss = fl.LOSSES[name]
+    lazy = loss.value_and_grad(da.from_array(labels, chunks=chunk),
+                               da.from_array(e, chunks=(chunk, D)), **options)
+    pieces = _computed_pieces(lazy)
+    tiles = {}
+    for key in pieces:
+        if isinstance(key, tuple) and len(key) == 3 and "-grad0-" not in key[0]:
+            tiles.setdefault(key[0], set()).add(key[1:])
+    K = N // chunk
+    columns = K if "ref_embeddings" not in options else 24 // 6
+    passes = {"circle": 2, "ntxent": 3}[name]  # (the statistics, [the positives,] the gradient)
+    assert len(tiles) == passes
+    assert all(len(pairs) == K * columns for pairs in tiles.values())
+    for key, result in pieces.items():
+        for x in _arrays_of(result):
+            assert x.ndim <= 1 or x.shape[0] <= chunk, (key, x.shape)
+            assert x.size < N * min(N, D), (key, x.shape)
+    value, grad = dask.compute(*lazy, scheduler="threads")
+    want = loss.value_and_grad(labels, e, **{k: (np.asarray(v) if isinstance(v, da.Array)
+                                                 else v) for k, v in options.items()})
+    _assert_close(value, want[0], np.float64)
+    _assert_close(grad, want[1], np.float64)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: fl.circle(da.zeros(10, dtype=int), da.zeros((11, 3))), "y_true"),
+    (lambda: fl.circle(da.zeros(10, dtype=int), da.zeros((10, 3)),
+                       ref_embeddings=da.zeros((12, 3))), "ref_labels"),
+    (lambda: fl.circle(da.zeros(10, dtype=int), da.zeros((10, 3)),
+                       ref_embeddings=da.zeros((12, 4)), ref_labels=np.zeros(12, int)), "column"),
+    (lambda: fl.circle(da.zeros(10, dtype=int), da.zeros((10, 3)),
+                       sample_weight=da.zeros(9)), "sample_weight"),
+    (lambda: fl.ntxent(da.zeros(10), da.zeros((10, 3))), "integer"),
+    (lambda: fl.ntxent.grad(da.zeros(10, dtype=int), da.zeros((10, 3)),
+                            grad_output=np.ones(10)), "grad_output"),
+])
+def test_circle_and_ntxent_bad_input_raises_at_call_time(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
 
 
 @pytest.mark.parametrize("call, message", [
@@ -272,7 +461,8 @@ def test_a_loss_of_every_family_on_a_local_cluster(cluster_client):
     N = 200
     whole = [("dice", (rng.random((N, 5)), rng.random((N, 5)).astype(np.float32)), {}, 64),
              ("ntxent", (rng.integers(0, 4, N), rng.normal(size=(N, 8)).astype(np.float32)),
-              {}, 64)]
+              {}, 64),
+             ("circle", (rng.integers(0, 4, N), _unit_rows(rng, N, 8, np.float32)), {}, 64)]
     for name, (arrays, options, rows) in [*cases.items(), *[(n, c) for n, *c in whole]]:
         loss = fl.LOSSES[name]
         if arrays[-1].ndim == 1:
@@ -281,8 +471,8 @@ def test_a_loss_of_every_family_on_a_local_cluster(cluster_client):
         lazy = loss.value_and_grad(*lazy_arrays, **lazy_options)
         got = cluster_client.gather(cluster_client.compute(flat(lazy)))
         want = flat(loss.value_and_grad(*arrays, **options))
-        # (dice: the chunks' sums added in chunk order, to rounding; ntxent: one task)
-        exact = name in cases or name == "ntxent"
+        # (dice: the chunks' sums added in chunk order; circle, ntxent: tiles; to rounding)
+        exact = name in cases
         for g, w in zip(got, want, strict=True):
             assert_same(g, w, np.asarray(w).dtype.type, exact=exact), name
 

@@ -116,26 +116,9 @@ class Circle(Pairwise):
             launcher.run("circle_stats", (labels, e, ref_labels, ref, *option_args, stats, rows),
                          outputs=(7, 8), blocks=N)
 
-        # Keras masks the samples whose loss is 0 (circle sets the mask loss > 0): their
-        # weight is 0, and "sum_over_batch_size" divides by the others' number.
-        kept = rows.astype(dtype) > 0
-        if reduction in ("mean", "sum_over_batch_size"):
-            mask = xp.where(kept, divide_no_nan(float(N), xp.sum(kept), xp), 0.0)
-        else:
-            mask = kept.astype(np.float64)
-        merged = mask if weight is None else weight * mask
-        layout = keras_layout(request.name, request.placement, (N, 1),
-                              merged if N > 0 else None, reduction, request.grad_output, 1)
-        row_weight = xp.broadcast_to(layout.weight.reshape(-1), (N,))
-        value = None
-        if request.want_value:
-            if N == 0:
-                rows_value, value = layout.empty_values(dtype)
-                value = rows_value if layout.rows_shape is not None else value
-            elif layout.rows_shape is not None:
-                value = (rows * row_weight).astype(dtype)
-            else:
-                value = as_dtype(xp.sum(rows * row_weight) * layout.vscale, dtype, xp)
+        value, layout = circle_reduction(request.name, request.placement, rows, weight,
+                                         reduction, request.grad_output, dtype,
+                                         request.want_value)
         if grad is not None and N > 0 and D > 0:
             cotangent = xp.ascontiguousarray(
                 xp.broadcast_to(layout.coef.reshape(-1), (N,)) * layout.gscale, dtype=np.float64)
@@ -145,6 +128,34 @@ class Circle(Pairwise):
             if work is not grad:
                 grad[...] = work
         return value, grad
+
+
+def circle_reduction(name, placement, rows, weight, reduction, grad_output, dtype, want_value):
+    """(value, layout) of circle's per-row losses ``rows`` (float64, N): Keras masks the
+    samples whose loss is 0 (circle sets the mask loss > 0): their weight is 0, and
+    "sum_over_batch_size" divides by the others' number; then the sample weights and the
+    reduction.  The layout's coef and gscale are each row's gradient factor."""
+    xp = placement.xp
+    N = rows.size
+    kept = rows.astype(dtype) > 0
+    if reduction in ("mean", "sum_over_batch_size"):
+        mask = xp.where(kept, divide_no_nan(float(N), xp.sum(kept), xp), 0.0)
+    else:
+        mask = kept.astype(np.float64)
+    merged = mask if weight is None else weight * mask
+    layout = keras_layout(name, placement, (N, 1), merged if N > 0 else None, reduction,
+                          grad_output, 1)
+    value = None
+    if want_value:
+        row_weight = xp.broadcast_to(layout.weight.reshape(-1), (N,))
+        if N == 0:
+            rows_value, value = layout.empty_values(dtype)
+            value = rows_value if layout.rows_shape is not None else value
+        elif layout.rows_shape is not None:
+            value = (rows * row_weight).astype(dtype)
+        else:
+            value = as_dtype(xp.sum(rows * row_weight) * layout.vscale, dtype, xp)
+    return value, layout
 
 
 def _references(request, labels, e):
