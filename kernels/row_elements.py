@@ -160,18 +160,22 @@ def softmax_pass(p, g, lane, lanes, STORE):
     s = 0.0
     step = SOFTMAX_BLOCK * lanes
     for b0 in range(0, C, step):
-        b1 = min(b0 + step, C)
+        # The block as slices, its loops from 0: with raw block bounds LLVM vectorised the
+        # loop at half the speed (measured: the value of (1024, 1000) float32 0.61 ms ->
+        # 0.34 ms on one core).
+        pb = p[b0:min(b0 + step, C)]
+        gb = g[b0:min(b0 + step, C)] if STORE else g
         acc = T(0.0)
         r = T(ref)
-        for j in range(b0 + lane, b1, lanes):
-            e = exp_bounded(p[j] - r)
+        for j in range(lane, pb.size, lanes):
+            e = exp_bounded(pb[j] - r)
             if STORE:
-                g[j] = e
+                gb[j] = e
             acc += e
         if not acc < T(SOFTMAX_LIMIT):  # overflow, or a reference of -inf or NaN
             bm = T(-_INF)
-            for j in range(b0 + lane, b1, lanes):
-                x = p[j]
+            for j in range(lane, pb.size, lanes):
+                x = pb[j]
                 bm = x if x > bm else bm
             if bm > ref or ref != ref:
                 f = exp(ref - bm) if ref > -_INF else 0.0
@@ -184,14 +188,14 @@ def softmax_pass(p, g, lane, lanes, STORE):
             acc = T(0.0)
             if ref > -_INF:
                 r = T(ref)
-                for j in range(b0 + lane, b1, lanes):
-                    e = exp_bounded(p[j] - r)
+                for j in range(lane, pb.size, lanes):
+                    e = exp_bounded(pb[j] - r)
                     if STORE:
-                        g[j] = e
+                        gb[j] = e
                     acc += e
             elif STORE:
-                for j in range(b0 + lane, b1, lanes):
-                    g[j] = T(0.0)
+                for j in range(lane, pb.size, lanes):
+                    gb[j] = T(0.0)
         s += acc
     return ref, s
 
