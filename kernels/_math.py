@@ -13,6 +13,11 @@ Use them like the ``math`` functions inside ``@njit`` code::
     @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
     def kernel(x): ...   # exp(x[i]) etc.
 
+Two restricted variants save kernels their special cases: ``log_positive(x)`` for x a
+positive normal number (Keras's clipped probabilities: no subnormal, zero, negative or
+infinite x), and ``log1p_unit(x, r)`` for x in [0, 1] given r = 1/(1 + x) (softplus's
+log1p(exp(-|z|)), whose caller has that reciprocal: no division, no special values).
+
 Each name is a Python stub (falling back on NumPy outside compiled code) with a Numba
 ``overload(..., inline="always")``: a ``float32`` argument gets a ``float32``
 implementation (``float32`` constants, ``int32`` exponent arithmetic, shorter
@@ -65,7 +70,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "log", "log1p", "expm1", "sqrt"]
+__all__ = ["exp", "log", "log1p", "expm1", "sqrt", "log_positive", "log1p_unit"]
 
 _f32 = np.float32
 _f64 = np.float64
@@ -310,6 +315,8 @@ C32 = _Consts(
     # musl logf's polynomial.
     LOG_LN2_HI=6.9314575195e-01, LOG_LN2_LO=1.4286067653e-06,
     LG=(0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841),
+    # 1/m ~ a + b m + c m**2 on [sqrt(1/2), sqrt(2)], relative error 1% (minimax).
+    RECIP_M=(2.9998214, -2.9090361, 0.91421101),
 )
 C64 = _Consts(
     _f64, ZERO=0.0, HALF=0.5, ONE=1.0, TWO=2.0, NAN=math.nan, INF=math.inf,
@@ -324,6 +331,7 @@ C64 = _Consts(
     LG=(6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
         2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
         1.479819860511658591e-01),
+    RECIP_M=(2.9998214, -2.9090361, 0.91421101),
 )
 
 _LG32, _LG64 = C32.LG, C64.LG
@@ -448,6 +456,7 @@ def _make(C, exp_poly, expm1_poly, log_r):
     TINY, SUBNORMAL_SCALE, SUBNORMAL_K = C.TINY, C.SUBNORMAL_SCALE, C.SUBNORMAL_K
     SMALL_HI, SMALL_LO, K_EXACT = C.LOG1P_SMALL_HI, C.LOG1P_SMALL_LO, C.LOG1P_K_EXACT
     LOG_LN2_HI, LOG_LN2_LO = C.LOG_LN2_HI, C.LOG_LN2_LO
+    RECIP_M = C.RECIP_M
 
     @njit(inline="always")
     def reduce_exp(x, lo):
@@ -508,10 +517,15 @@ def _make(C, exp_poly, expm1_poly, log_r):
     def log1p_impl(x):
         u = ONE + x
         k = _log_exponent(u)
-        # c = log(1 + x) - log(u) ~ (x - (u - 1)) / u, the error of u, exactly computed.
-        c = _div(_where(k >= TWO, _sub(ONE, _sub(u, x)), _sub(x, _sub(u, ONE))), u)
+        m = _log_mantissa(u)
+        # c = log(1 + x) - log(u) ~ (x - (u - 1)) / u, the error of u (exactly computed)
+        # over u.  It is below half an ulp of u, so a 1% reciprocal does: 1/u = 2**-k / m
+        # with 1/m a quadratic in m (no division).
+        inverse_m = RECIP_M[0] + m * (RECIP_M[1] + m * RECIP_M[2])
+        c = _where(k >= TWO, _sub(ONE, _sub(u, x)), _sub(x, _sub(u, ONE))) * (
+            inverse_m * _pow2(-k))
         c = _where(k < K_EXACT, c, ZERO)
-        f = _log_mantissa(u) - ONE
+        f = m - ONE
         small = (x < SMALL_HI) & (x > SMALL_LO)
         f = _where(small, x, f)
         k = _where(small, ZERO, k)
@@ -522,10 +536,29 @@ def _make(C, exp_poly, expm1_poly, log_r):
         y = _where(x == ZERO, x, y)        # log1p(-0) = -0
         return _where(x < NEG_ONE, NAN, y)    # also -inf -> nan
 
-    return exp_impl, expm1_impl, log_impl, log1p_impl, exp_bounded_impl
+    def log_positive_impl(x):
+        # A normal x: no subnormal scaling, no zero, negative or infinite x; NaN would
+        # come out of the mantissa's bits as a finite number, so it is selected back.
+        y = log_core(_log_mantissa(x) - ONE, _log_exponent(x), ZERO)
+        return _where(x == x, y, x)
+
+    def log1p_unit_impl(x, reciprocal):
+        # 1 + x in [1, 2]: below SMALL_HI f = x directly; above, 1 + x = 2 (1 + f) with
+        # f = (1 + x)/2 - 1 exact, and the rounding error of 1 + x divided by it through
+        # the reciprocal the caller has (log1p's division).  No special value but NaN can
+        # come in, and NaN goes through f.
+        u = ONE + x
+        small = x < SMALL_HI
+        f = _where(small, x, _sub(HALF * u, ONE))
+        k = _where(small, ZERO, ONE)
+        c = _where(small, ZERO, _sub(x, _sub(u, ONE)) * reciprocal)
+        return log_core(f, k, c)
+
+    return (exp_impl, expm1_impl, log_impl, log1p_impl, exp_bounded_impl, log_positive_impl,
+            log1p_unit_impl)
 
 
-_NAMES = ("exp", "expm1", "log", "log1p", "exp_bounded")
+_NAMES = ("exp", "expm1", "log", "log1p", "exp_bounded", "log_positive", "log1p_unit")
 _IMPLS = {
     32: dict(zip(_NAMES, _make(C32, _exp_poly32, _expm1_poly32, _log_r32))),
     64: dict(zip(_NAMES, _make(C64, _exp_poly64, _expm1_poly64, _log_r64))),
@@ -562,6 +595,28 @@ def exp_bounded(x):
     sums of exponentials that only need relative accuracy (the softmax)."""
     y = np.exp(np.minimum(x, 88.0 if np.asarray(x).dtype == np.float32 else 709.0))
     return np.where(x < (-86.0 if np.asarray(x).dtype == np.float32 else -708.0), 0.0, y)
+
+
+def log_positive(x):
+    """log(x) for a positive normal finite x (or NaN): log without its subnormal scaling
+    and zero, negative and infinite cases, for arguments clipped away from them (Keras's
+    probabilities in [1e-7, 1 - 1e-7]).  Within log's accuracy; CUDA: ``math.log``."""
+    return np.log(x)
+
+
+def log1p_unit(x, reciprocal):
+    """log(1 + x) for x in [0, 1] (or NaN), given ``reciprocal`` = 1 / (1 + x): log1p
+    without its division and special values, for softplus(-|z|) = log1p(exp(-|z|)),
+    whose caller has 1 / (1 + exp(-|z|)) (the sigmoid) anyway.  Within log1p's accuracy;
+    CUDA: ``math.log1p(x)``."""
+    return np.log1p(x)
+
+
+@overload(log1p_unit, inline="always")
+def _ol_log1p_unit(x, reciprocal):
+    if isinstance(x, types.Float) and reciprocal == x:
+        return _IMPLS[x.bitwidth]["log1p_unit"]
+    return None
 
 
 @intrinsic
@@ -608,6 +663,6 @@ def _register(stub):
     overload(stub, inline="always")(ol)
 
 
-for _stub in (exp, log, log1p, expm1, exp_bounded):
+for _stub in (exp, log, log1p, expm1, exp_bounded, log_positive):
     _register(_stub)
 del _stub

@@ -14,11 +14,15 @@ AVX-512, float32 ``value_and_grad`` at 1e7 elements):
   vector-library option) makes it consider the narrowest type's count too and keep the
   cheaper: the float32 math at full width, the float64 sum split across registers.
 
+``prefetch(array, index)`` asks for a cache line ahead of its use, for loops whose long
+bodies keep the hardware's prefetcher from running far enough ahead (kernels/pointwise.py).
+
 Neither changes a result: lanes compute the same element functions, and every sum's
 order is fixed by the compiled code, as before.
 """
 
 import llvmlite.binding as ll
+from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
@@ -73,3 +77,23 @@ def keep_alive(typingctx, array):
         return context.get_dummy_value()
 
     return types.none(array), codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Ask for the cache line of ``array[index]`` ahead of its use (``prefetcht0``; a hint:
+    it never faults, and callers keep ``index`` within the array anyway)."""
+    if not (isinstance(array, types.Array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, value=args[0]).data
+        address = builder.bitcast(builder.gep(data, [args[1]]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=ir.FunctionType(
+            ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32]))
+        # (a read, the highest locality, the data cache)
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen

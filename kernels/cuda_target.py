@@ -13,7 +13,30 @@ import types
 
 from numba import cuda
 
-CUDA_MATH = {"exp": math.exp, "log": math.log, "log1p": math.log1p, "sqrt": math.sqrt}
+
+
+# log and log1p as the CPU's _math has them for every argument (-inf at the pole, NaN
+# below): elements may take the log of 0 or of a negative number, which the simulator's
+# math.log would raise on.
+@cuda.jit(device=True, inline="always")
+def _log(x):
+    T = type(x)
+    return math.log(x) if x > T(0.0) else (T(-math.inf) if x == T(0.0) else T(math.nan))
+
+
+@cuda.jit(device=True, inline="always")
+def _log1p(x):
+    T = type(x)
+    return math.log1p(x) if x > T(-1.0) else (T(-math.inf) if x == T(-1.0) else T(math.nan))
+
+
+@cuda.jit(device=True, inline="always")
+def _log1p_unit(x, reciprocal):
+    return math.log1p(x)  # (the reciprocal saves the CPU version a division)
+
+
+CUDA_MATH = {"exp": math.exp, "log": _log, "log1p": _log1p, "sqrt": math.sqrt,
+             "log_positive": math.log, "log1p_unit": _log1p_unit}
 
 
 def namespace_of(module, **extra):

@@ -19,7 +19,7 @@ import math
 
 from numba import njit
 
-from ._math import exp, log, log1p
+from ._math import exp, log, log1p, log1p_unit, log_positive
 
 ELEMENTS = {}
 # Most named options an element function takes (the length of the kernels' option tuple).
@@ -209,14 +209,15 @@ def class_balance(y, alpha):
 
 @helper
 def sigmoids(x):
-    """(sigmoid(x), sigmoid(-x), exp(-|x|)).  1 - sigmoid(x) is taken as sigmoid(-x), not
-    as a difference, so both keep their relative precision at any logit; exp only sees
-    arguments <= 0, so nothing overflows."""
+    """(sigmoid(x), sigmoid(-x), log(1 + exp(-|x|))).  1 - sigmoid(x) is taken as
+    sigmoid(-x), not as a difference, so both keep their relative precision at any logit;
+    exp only sees arguments <= 0, so nothing overflows, and the log1p reuses the sigmoid's
+    reciprocal (a caller that drops it pays nothing for it)."""
     T = type(x)
     e = exp(-abs(x))
     r = T(1.0) / (T(1.0) + e)
     er = e * r
-    return (r if x >= T(0.0) else er), (er if x >= T(0.0) else r), e
+    return (r if x >= T(0.0) else er), (er if x >= T(0.0) else r), log1p_unit(e, r)
 
 
 @helper
@@ -224,20 +225,18 @@ def softplus(z):
     """(log(1 + exp(z)), its derivative sigmoid(z)), as log1p(exp(-|z|)) + max(z, 0):
     exact where exp(z) would overflow."""
     T = type(z)
-    s, c, e = sigmoids(z)
-    return log1p(e) + (z if z > T(0.0) else T(0.0)), s
+    s, c, tail = sigmoids(z)
+    return tail + (z if z > T(0.0) else T(0.0)), s
 
 
 @helper
 def logistic_ce(y, x):
     """(-y log sigmoid(x) - (1 - y) log sigmoid(-x), its derivative in x, sigmoid(x),
-    sigmoid(-x)), as log1p(exp(-|x|)) + y max(-x, 0) + (1 - y) max(x, 0): exact for any
-    finite logit."""
+    sigmoid(-x)), as log1p(exp(-|x|)) + max(x, 0) - y x: exact for any finite logit."""
     T = type(x)
     one = T(1.0)
-    zero = T(0.0)
-    s, c, e = sigmoids(x)
-    loss = log1p(e) + y * (zero if x > zero else -x) + (one - y) * (x if x > zero else zero)
+    s, c, tail = sigmoids(x)
+    loss = tail + ((x if x > T(0.0) else T(0.0)) - y * x)
     return loss, (one - y) * s - y * c, s, c
 
 
@@ -249,7 +248,8 @@ def clipped_bce(y, prob, comp):
     1 - sigmoid(x) would cancel); clipped to [1 - hi, 1 - lo] it is 1 - P at the bounds."""
     one = type(prob)(1.0)
     pc, cc, slope = clipped_probabilities(prob, comp)
-    return -(y * log(pc) + (one - y) * log(cc)), ((one - y) / cc - y / pc) * slope
+    return (-(y * log_positive(pc) + (one - y) * log_positive(cc)),
+            ((one - y) / cc - y / pc) * slope)
 
 
 @helper
@@ -314,7 +314,7 @@ def bce_logits(t, p, label_smoothing):
     return loss, g
 
 
-@specialise(gamma=2.0)
+@specialise(gamma=2.0, apply_class_balancing=0.0, label_smoothing=0.0)
 @element
 def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy on probabilities."""
@@ -323,7 +323,7 @@ def binary_focal_probs(t, p, apply_class_balancing, alpha, gamma, label_smoothin
                        apply_class_balancing, alpha, gamma)
 
 
-@specialise(gamma=2.0)
+@specialise(gamma=2.0, apply_class_balancing=0.0, label_smoothing=0.0)
 @element
 def binary_focal_logits(t, p, apply_class_balancing, alpha, gamma, label_smoothing):
     """Keras's binary_focal_crossentropy(from_logits=True): keras_focal of s = sigmoid(x)
@@ -391,20 +391,20 @@ def kl_divergence(t, p):
     # (their gradients then differed in the last bit).  Half at a bound; NaN stays NaN.
     g = (-r if p < one else (T(-0.5) * r if p == one else T(0.0))) if p > lo else (
         T(-0.5) * r if p == lo else (T(0.0) if p < lo else r))
-    return tc * log(r), g
+    return tc * log_positive(r), g
 
 
 @element
 def torch_bce(t, p):
     """PyTorch's binary_cross_entropy: -(t max(log p, -100) + (1 - t) max(log1p(-p), -100));
     its backward (p - t) / max(p (1 - p), 1e-12), as PyTorch defines it.  p outside [0, 1]
-    (which the front end rejects on the CPU) gives NaN, never a log of a negative number
-    (the CUDA simulator's math.log raises on it)."""
+    (which the front end rejects on the CPU) gives NaN: a log of a negative number is NaN,
+    which the floor keeps (as it turns the -inf at 0 and 1 into -100)."""
     T = type(p)
     one = T(1.0)
     floor = T(-100.0)
-    lp = log(p) if p > T(0.0) else (floor if p == T(0.0) else T(_NAN))
-    lq = log1p(-p) if p < one else (floor if p == one else T(_NAN))
+    lp = log(p)
+    lq = log1p(-p)
     lp = floor if lp < floor else lp
     lq = floor if lq < floor else lq
     loss = -(t * lp + (one - t) * lq)
@@ -652,13 +652,13 @@ def torch_bce_hess(t, p):
 
 @second_derivative(of=soft_margin)
 def soft_margin_hess(t, p):
-    s, c, e = sigmoids(-t * p)
+    s, c, tail = sigmoids(-t * p)
     return t * t * s * c
 
 
 @second_derivative(of=bce_logits)
 def bce_logits_hess(t, p, label_smoothing):
-    s, c, e = sigmoids(p)
+    s, c, tail = sigmoids(p)
     return s * c
 
 

@@ -22,7 +22,7 @@ A value a lane writes, only that lane reads back, so no other synchronisation is
 
 from numba import njit
 
-from ._math import exp, exp_bounded, log, sqrt
+from ._math import exp, exp_bounded, log, log_positive, sqrt
 from .elements import EPSILON, bce_logits, clamp_min_zero, clip, hinge_slope, sign
 from .pointwise import FASTMATH
 
@@ -333,7 +333,7 @@ def probs_cross_entropy(t, label, p, cw, label_smoothing, g, scale, lane, lanes,
                 g[j] = rest
             if label % lanes == lane:
                 g[label] = sc * (slope - slope / q)
-        return -float(log(q))
+        return -float(log_positive(q))
     # One pass computes every class's log and keeps y_k c'_k / q_k in g (a division
     # per class, not three: the normalisation is a product by 1 / sum(p)); the second
     # pass only combines it with the row's sum.
@@ -345,7 +345,7 @@ def probs_cross_entropy(t, label, p, cw, label_smoothing, g, scale, lane, lanes,
     for j in range(lane, C, lanes):
         y = smoothed_target(t, label, j, C, smoothing)
         q, slope = clip_probability(p[j] * inverse)
-        loss = class_term(loss, shared, 0, j, y * log(q))
+        loss = class_term(loss, shared, 0, j, y * log_positive(q))
         inside = class_term(inside, shared, 1, j, y * slope)
         if GRAD:
             g[j] = y * slope / q

@@ -304,3 +304,39 @@ def test_sqrt_is_correctly_rounded_and_vectorises(dtype):
     ir = roots.inspect_llvm(roots.signatures[0])
     assert "@llvm.sqrt" in ir and "@sqrt" not in ir
     assert _math.sqrt(4.0) == 2.0  # (NumPy outside compiled code)
+
+
+@njit(parallel=True, fastmath=FASTMATH)
+def apply_restricted(x):
+    """(log_positive(x), log1p_unit(x, 1 / (1 + x))) in a loop like the kernels'."""
+    positive, unit = np.empty_like(x), np.empty_like(x)
+    one = x.dtype.type(1.0)
+    for i in prange(x.size):
+        positive[i] = _math.log_positive(x[i])
+        unit[i] = _math.log1p_unit(x[i], one / (one + x[i]))
+    return positive, unit
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_log_positive_and_log1p_unit(dtype):
+    """The restricted logs on the arguments they are for: log_positive on positive normal
+    numbers (every binade, and Keras's clipped probabilities), log1p_unit on [0, 1]
+    (tiny values, both sides of sqrt(2) - 1, 1 itself); NaN stays NaN in both."""
+    rng = np.random.default_rng(3)
+    info = np.finfo(dtype)
+    bits = random_bits(dtype, 200_000, rng)
+    normal = bits[np.isfinite(bits) & (bits >= info.tiny)]
+    clipped = np.clip(rng.random(50_000), 1e-7, 1 - 1e-7)
+    positive = np.concatenate([normal, clipped.astype(dtype), [info.tiny, info.max, 1.0]])
+    unit = np.concatenate([rng.random(100_000), rng.random(1000) * 1e-6,
+                           np.sqrt(2.0) - 1 + np.linspace(-1e-6, 1e-6, 1001),
+                           [0.0, 1e-30, 1.0]]).astype(dtype)
+    x = np.concatenate([positive, unit, [np.nan]]).astype(dtype)
+    got_positive, got_unit = apply_restricted(x)
+    want_positive = np.log(x.astype(np.float64)).astype(dtype)
+    want_unit = np.log1p(x.astype(np.float64)).astype(dtype)
+    p, u = slice(0, positive.size), slice(positive.size, positive.size + unit.size)
+    for got, want, part in ((got_positive, want_positive, p), (got_unit, want_unit, u)):
+        d = ulps(got[part], want[part])
+        assert d.max() <= MAX_ULP[dtype], (x[part][np.argmax(d)], d.max())
+    assert np.isnan(got_positive[-1]) and np.isnan(got_unit[-1])
