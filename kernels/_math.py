@@ -15,8 +15,8 @@ Use them like the ``math`` functions inside ``@njit`` code::
 
 Two restricted variants save kernels their special cases: ``log_positive(x)`` for x a
 positive normal number (Keras's clipped probabilities: no subnormal, zero, negative or
-infinite x), and ``log1p_unit(x, r)`` for x in [0, 1] given r = 1/(1 + x) (softplus's
-log1p(exp(-|z|)), whose caller has that reciprocal: no division, no special values).
+infinite x), and ``log1p_unit(x)`` for x in [0, 1] (softplus's log1p(exp(-|z|)): no
+special values, a polynomial reciprocal in place of a division).
 
 Each name is a Python stub (falling back on NumPy outside compiled code) with a Numba
 ``overload(..., inline="always")``: a ``float32`` argument gets a ``float32``
@@ -317,6 +317,8 @@ C32 = _Consts(
     LG=(0.66666662693, 0.40000972152, 0.28498786688, 0.24279078841),
     # 1/m ~ a + b m + c m**2 on [sqrt(1/2), sqrt(2)], relative error 1% (minimax).
     RECIP_M=(2.9998214, -2.9090361, 0.91421101),
+    # 1/u ~ a + b u + c u**2 on [sqrt(2), 2], relative error 0.13% (minimax).
+    RECIP_U=(1.78380982, -1.05267893, 0.20554841),
 )
 C64 = _Consts(
     _f64, ZERO=0.0, HALF=0.5, ONE=1.0, TWO=2.0, NAN=math.nan, INF=math.inf,
@@ -332,6 +334,8 @@ C64 = _Consts(
         2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
         1.479819860511658591e-01),
     RECIP_M=(2.9998214, -2.9090361, 0.91421101),
+    # 1/u ~ a + b u + c u**2 on [sqrt(2), 2], relative error 0.13% (minimax).
+    RECIP_U=(1.78380982, -1.05267893, 0.20554841),
 )
 
 _LG32, _LG64 = C32.LG, C64.LG
@@ -456,7 +460,7 @@ def _make(C, exp_poly, expm1_poly, log_r):
     TINY, SUBNORMAL_SCALE, SUBNORMAL_K = C.TINY, C.SUBNORMAL_SCALE, C.SUBNORMAL_K
     SMALL_HI, SMALL_LO, K_EXACT = C.LOG1P_SMALL_HI, C.LOG1P_SMALL_LO, C.LOG1P_K_EXACT
     LOG_LN2_HI, LOG_LN2_LO = C.LOG_LN2_HI, C.LOG_LN2_LO
-    RECIP_M = C.RECIP_M
+    RECIP_M, RECIP_U = C.RECIP_M, C.RECIP_U
 
     @njit(inline="always")
     def reduce_exp(x, lo):
@@ -542,16 +546,17 @@ def _make(C, exp_poly, expm1_poly, log_r):
         y = log_core(_log_mantissa(x) - ONE, _log_exponent(x), ZERO)
         return _where(x == x, y, x)
 
-    def log1p_unit_impl(x, reciprocal):
+    def log1p_unit_impl(x):
         # 1 + x in [1, 2]: below SMALL_HI f = x directly; above, 1 + x = 2 (1 + f) with
-        # f = (1 + x)/2 - 1 exact, and the rounding error of 1 + x divided by it through
-        # the reciprocal the caller has (log1p's division).  No special value but NaN can
-        # come in, and NaN goes through f.
+        # f = (1 + x)/2 - 1 exact, and c the rounding error of u = 1 + x over u (log1p's
+        # division), which is below half an ulp of u: a 0.13% reciprocal of u does.  No
+        # special value but NaN can come in, and NaN goes through f.
         u = ONE + x
         small = x < SMALL_HI
         f = _where(small, x, _sub(HALF * u, ONE))
         k = _where(small, ZERO, ONE)
-        c = _where(small, ZERO, _sub(x, _sub(u, ONE)) * reciprocal)
+        inverse_u = RECIP_U[0] + u * (RECIP_U[1] + u * RECIP_U[2])
+        c = _where(small, ZERO, _sub(x, _sub(u, ONE)) * inverse_u)
         return log_core(f, k, c)
 
     return (exp_impl, expm1_impl, log_impl, log1p_impl, exp_bounded_impl, log_positive_impl,
@@ -604,19 +609,11 @@ def log_positive(x):
     return np.log(x)
 
 
-def log1p_unit(x, reciprocal):
-    """log(1 + x) for x in [0, 1] (or NaN), given ``reciprocal`` = 1 / (1 + x): log1p
-    without its division and special values, for softplus(-|z|) = log1p(exp(-|z|)),
-    whose caller has 1 / (1 + exp(-|z|)) (the sigmoid) anyway.  Within log1p's accuracy;
-    CUDA: ``math.log1p(x)``."""
+def log1p_unit(x):
+    """log(1 + x) for x in [0, 1] (or NaN): log1p without its special values and with a
+    polynomial reciprocal in place of its division, for softplus's log1p(exp(-|z|)).
+    Within log1p's accuracy; CUDA: ``math.log1p(x)``."""
     return np.log1p(x)
-
-
-@overload(log1p_unit, inline="always")
-def _ol_log1p_unit(x, reciprocal):
-    if isinstance(x, types.Float) and reciprocal == x:
-        return _IMPLS[x.bitwidth]["log1p_unit"]
-    return None
 
 
 @intrinsic
@@ -663,6 +660,6 @@ def _register(stub):
     overload(stub, inline="always")(ol)
 
 
-for _stub in (exp, log, log1p, expm1, exp_bounded, log_positive):
+for _stub in (exp, log, log1p, expm1, exp_bounded, log_positive, log1p_unit):
     _register(_stub)
 del _stub

@@ -30,13 +30,8 @@ def _log1p(x):
     return math.log1p(x) if x > T(-1.0) else (T(-math.inf) if x == T(-1.0) else T(math.nan))
 
 
-@cuda.jit(device=True, inline="always")
-def _log1p_unit(x, reciprocal):
-    return math.log1p(x)  # (the reciprocal saves the CPU version a division)
-
-
 CUDA_MATH = {"exp": math.exp, "log": _log, "log1p": _log1p, "sqrt": math.sqrt,
-             "log_positive": math.log, "log1p_unit": _log1p_unit}
+             "log_positive": math.log, "log1p_unit": math.log1p}
 
 
 def namespace_of(module, **extra):

@@ -156,7 +156,7 @@ def log_cosh(t, p):
     x = p - t
     ax = abs(x)
     e = exp(T(-2.0) * ax)
-    loss = ax + log1p(e) - T(0.6931471805599453)
+    loss = ax + log1p_unit(e) - T(0.6931471805599453)
     # tanh(|x|) = (1 - e) / (1 + e) cancels for small |x|; there the odd series is exact.
     x2 = ax * ax
     series = ax * (T(1.0) + x2 * (T(-1.0 / 3.0) + x2 * (T(2.0 / 15.0) + x2 * (
@@ -211,13 +211,13 @@ def class_balance(y, alpha):
 def sigmoids(x):
     """(sigmoid(x), sigmoid(-x), log(1 + exp(-|x|))).  1 - sigmoid(x) is taken as
     sigmoid(-x), not as a difference, so both keep their relative precision at any logit;
-    exp only sees arguments <= 0, so nothing overflows, and the log1p reuses the sigmoid's
-    reciprocal (a caller that drops it pays nothing for it)."""
+    exp only sees arguments <= 0, so nothing overflows (a caller that drops the log1p pays
+    nothing for it)."""
     T = type(x)
     e = exp(-abs(x))
     r = T(1.0) / (T(1.0) + e)
     er = e * r
-    return (r if x >= T(0.0) else er), (er if x >= T(0.0) else r), log1p_unit(e, r)
+    return (r if x >= T(0.0) else er), (er if x >= T(0.0) else r), log1p_unit(e)
 
 
 @helper

@@ -308,12 +308,11 @@ def test_sqrt_is_correctly_rounded_and_vectorises(dtype):
 
 @njit(parallel=True, fastmath=FASTMATH)
 def apply_restricted(x):
-    """(log_positive(x), log1p_unit(x, 1 / (1 + x))) in a loop like the kernels'."""
+    """(log_positive(x), log1p_unit(x)) in a loop like the kernels'."""
     positive, unit = np.empty_like(x), np.empty_like(x)
-    one = x.dtype.type(1.0)
     for i in prange(x.size):
         positive[i] = _math.log_positive(x[i])
-        unit[i] = _math.log1p_unit(x[i], one / (one + x[i]))
+        unit[i] = _math.log1p_unit(x[i])
     return positive, unit
 
 
