@@ -104,6 +104,9 @@ def row_max(x, shared, lane, lanes):
 #     for j in range(lane, C, lanes):
 #         acc = class_term(acc, shared, 0, j, term_j)     # term_j in the compute dtype
 #     total = class_total(acc, shared, 0, C, lane, lanes)  # every lane gets it
+# On the CPU ``shared`` is SCRATCH_SLOTS rows of C scratch values per thread: slot 0 is the
+# sums' slot index (unused there: the sums are in float64 registers), slot 1 holds
+# multilabel_margin_loss's marks of the listed classes (mark_listed).
 SCRATCH_SLOTS = 2
 
 

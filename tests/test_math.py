@@ -332,7 +332,8 @@ def test_log_positive_and_log1p_unit(dtype):
                            [0.0, 1e-30, 1.0]]).astype(dtype)
     x = np.concatenate([positive, unit, [np.nan]]).astype(dtype)
     got_positive, got_unit = apply_restricted(x)
-    want_positive = np.log(x.astype(np.float64)).astype(dtype)
+    with np.errstate(divide="ignore"):  # (log of the unit inputs' 0: not compared)
+        want_positive = np.log(x.astype(np.float64)).astype(dtype)
     want_unit = np.log1p(x.astype(np.float64)).astype(dtype)
     p, u = slice(0, positive.size), slice(positive.size, positive.size + unit.size)
     for got, want, part in ((got_positive, want_positive, p), (got_unit, want_unit, u)):
