@@ -14,7 +14,6 @@ import types
 from numba import cuda
 
 
-
 # log and log1p as the CPU's _math has them for every argument (-inf at the pole, NaN
 # below): elements may take the log of 0 or of a negative number, which the simulator's
 # math.log would raise on.
