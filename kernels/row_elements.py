@@ -106,7 +106,7 @@ def row_max(x, shared, lane, lanes):
 #     total = class_total(acc, shared, 0, C, lane, lanes)  # every lane gets it
 # On the CPU ``shared`` is SCRATCH_SLOTS rows of C scratch values per thread: slot 0 is the
 # sums' slot index (unused there: the sums are in float64 registers), slot 1 holds
-# multilabel_margin_loss's marks of the listed classes (mark_listed).
+# multilabel_margin_loss's row with its listed classes masked (mask_listed).
 SCRATCH_SLOTS = 2
 
 
@@ -576,21 +576,22 @@ def multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
 
 
 @helper
-def mark_listed(t, k, C, shared):
-    """Marks the classes t[:k] lists in a scratch row for ``is_listed`` (on CUDA, which has
-    no row-long scratch, ``is_listed`` searches the list instead)."""
-    marks = shared[1, :C]
-    for i in range(C):
-        marks[i] = 0.0
+def mask_listed(t, k, p, shared):
+    """Copies the row p into a scratch row with the classes t[:k] lists set to -inf, for
+    ``unlisted`` (on CUDA, which has no row-long scratch, ``unlisted`` searches the list
+    instead)."""
+    masked = shared[1, :p.size]
+    for i in range(p.size):
+        masked[i] = p[i]
     for m in range(k):
-        marks[int(t[m])] = 1.0
+        masked[int(t[m])] = type(p[0])(-_INF)
     return 0
 
 
 @helper
-def is_listed(t, k, i, shared):
-    """Whether class i is among t[:k] (see ``mark_listed``)."""
-    return shared[1, i] != 0.0
+def unlisted(t, k, p, i, shared):
+    """p[i], or -inf where class i is among t[:k] (see ``mask_listed``)."""
+    return shared[1, i]
 
 
 @row_element
@@ -601,8 +602,9 @@ def multilabel_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     classes i not listed of max(0, 1 - (x_j - x_i)) / C.  The backward, as PyTorch's,
     counts the terms z > 0 only.
 
-    One pass over the classes per target, the listed classes masked out (a scratch row
-    on the CPU, so the pass vectorises); with GRAD each unlisted class's count of active
+    One pass over the classes per target over a copy of the row with the listed classes
+    at -inf (their terms 1 - x_j - inf are never positive, whatever x_j; a scratch row on
+    the CPU, so the pass is a plain vectorised one); with GRAD each unlisted class's count of active
     terms goes into its gradient element and each target's count out of its own."""
     T = type(p[0])
     one = T(1.0)
@@ -611,7 +613,7 @@ def multilabel_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
     k = 0  # the row's targets: t[:k]
     while k < C and t[k] >= 0:
         k += 1
-    mark_listed(t, k, C, shared)
+    mask_listed(t, k, p, shared)
     if GRAD:
         for i in range(lane, C, lanes):
             g[i] = zero
@@ -620,12 +622,12 @@ def multilabel_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD):
         j = int(t[m])
         shift = one - p[j]
         terms = 0.0
-        active = 0.0
+        active = zero
         for i in range(lane, C, lanes):
-            z = shift + p[i]
-            on = z > zero and not is_listed(t, k, i, shared)
+            z = shift + unlisted(t, k, p, i, shared)
+            on = z > zero
             terms += float(z) if on else 0.0
-            active += 1.0 if on else 0.0
+            active += one if on else zero
             if GRAD:
                 g[i] += one if on else zero
         loss += row_sum(terms, shared, lane, lanes)

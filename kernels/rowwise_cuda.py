@@ -55,17 +55,17 @@ def _class_total(acc, shared, slot, C, lane, lanes):
 
 
 @cuda.jit(device=True)
-def _mark_listed(t, k, C, shared):
-    """No row-long scratch on CUDA: ``_is_listed`` searches the list."""
+def _mask_listed(t, k, p, shared):
+    """No row-long scratch on CUDA: ``_unlisted`` searches the list."""
     return 0
 
 
 @cuda.jit(device=True)
-def _is_listed(t, k, i, shared):
+def _unlisted(t, k, p, i, shared):
     for m in range(k):
         if t[m] == i:
-            return True
-    return False
+            return type(p[i])(-math.inf)
+    return p[i]
 
 
 @cuda.jit(device=True)
@@ -85,8 +85,8 @@ def _compile_all():
     namespace["row_max"] = _row_max
     namespace["class_term"] = _class_term
     namespace["class_total"] = _class_total
-    namespace["mark_listed"] = _mark_listed
-    namespace["is_listed"] = _is_listed
+    namespace["mask_listed"] = _mask_listed
+    namespace["unlisted"] = _unlisted
     return (retarget(row_elements.ROW_ELEMENTS, namespace, inline=False),
             retarget(row_elements.TUPLE_ELEMENTS, namespace, inline=False),
             retarget(row_elements.ROW_SECOND_DERIVATIVES, namespace, inline=False))

@@ -368,6 +368,24 @@ def test_multilabel_margin_bad_targets_raise_before_any_kernel():
         loss(np.zeros((3, 4), bool), x)
 
 
+def test_multilabel_margin_float32_rows_beyond_exact_counts_raise(monkeypatch):
+    """float32 counts of active terms are exact up to FLOAT32_COUNT_LIMIT classes a row;
+    longer float32 rows raise (the limit lowered here to keep the arrays small), float64
+    ones are computed."""
+    from fastloss.families import rows
+
+    monkeypatch.setattr(rows, "FLOAT32_COUNT_LIMIT", 4)
+    y = np.array([[0, 2, -1, -1, -1], [4, -1, -1, -1, -1]])
+    x = np.linspace(-1.0, 1.0, 10).reshape(2, 5)
+    with pytest.raises(ValueError, match=r"float32 rows of more than 4 classes \(got 5\)"):
+        fl.multilabel_margin_loss(y, x.astype(np.float32))
+    check(fl.multilabel_margin_loss(y, x, reduction="none"),
+          reference("multilabel_margin_loss", y, x, reduction="none"), np.float64)
+    y4, x4 = np.array([[0, 2, -1, -1], [3, -1, -1, -1]]), x[:, :4]
+    check(fl.multilabel_margin_loss(y4, x4.astype(np.float32), reduction="none"),
+          reference("multilabel_margin_loss", y4, x4, reduction="none"), np.float32)
+
+
 def test_multilabel_margin_long_rows_on_a_cuda_block():
     """Rows of at least 64 classes take a CUDA block each: every lane visits every target,
     the lanes' sums are the block's."""

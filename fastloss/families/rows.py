@@ -25,6 +25,10 @@ from ..pipeline import grad_buffer
 from . import Family
 from .pointwise import plain_arrays
 
+# multilabel_margin_loss's kernel counts a row's active terms in the compute dtype (the
+# pass vectorises at full width): float32 counts are exact up to 2**24.
+FLOAT32_COUNT_LIMIT = 2**24
+
 
 class Rows(Family):
     """targets: "labels" (integer class indices), "dense" (an array of y_pred's shape),
@@ -92,6 +96,10 @@ class Rows(Family):
             t = p.reshape(-1)  # (the row element reads only y_pred)
         elif self.targets == "label_sets":
             t = label_sets(name, t_raw, pred_shape, xp)
+            if dtype == np.float32 and C > FLOAT32_COUNT_LIMIT:
+                raise ValueError(f"{name}: float32 rows of more than {FLOAT32_COUNT_LIMIT} "
+                                 f"classes (got {C}) are not supported, their counts of "
+                                 "active terms would round; pass float64 y_pred")
         elif dense:
             ignored = options.get(self.ignore)
             if self.ignore and ignored not in (None, loss.spec.option(self.ignore).default):
