@@ -78,12 +78,6 @@ def relu_slope(x):
 
 
 @device_function
-def log_or_minus_inf(x):
-    """log(x), -inf at 0 (spelt out: the CUDA simulator's math.log raises there)."""
-    return -_INF if x == 0.0 else log(x)
-
-
-@device_function
 def softplus(x):
     """log(1 + e**x) without overflow; 0 at -inf."""
     return relu(x) + log1p(exp(-abs(x)))
@@ -276,7 +270,7 @@ def ntxent_row_positives(labels, e, stats, i, lane, lanes, temperature, m, negat
             continue
         x = ntxent_similarity(e, stats, i, j, temperature) - m
         denominator = exp(x) + negatives
-        loss += log_or_minus_inf(denominator) - x
+        loss += log(denominator) - x
         inv_sum += 1.0 / denominator if denominator > 0.0 else _INF
     return loss, inv_sum
 
@@ -770,7 +764,7 @@ def _ntxent_stats_block(labels, e, inv_norm, temperature, order, start, stop, i0
             if j != i:
                 y = x[j] - m
                 denominator = exp(y) + negatives
-                loss += log_or_minus_inf(denominator) - y
+                loss += log(denominator) - y
                 inv_sum += 1.0 / denominator if denominator > 0.0 else _INF
         ntxent_finish_row(m, negatives, float(stop[i] - start[i] - 1), loss, inv_sum, i, stats,
                           rows)
@@ -1225,7 +1219,7 @@ def ntxent_tile_positives(labels, e, stats, col_labels, f, col_stats, temperatur
             _products(e[r:r + 1], f[jj:jj + 1], one)
             y = float(one[0, 0]) * inv_i * col_stats[jj, NTXENT_INV_NORM] / temperature - m
             denominator = exp(y) + negatives
-            loss += log_or_minus_inf(denominator) - y
+            loss += log(denominator) - y
             inv_sum += 1.0 / denominator if denominator > 0.0 else _INF
         out[r, 0] = loss
         out[r, 1] = inv_sum

@@ -575,7 +575,7 @@ def multilabel_soft_margin(t, label, p, cw, g, scale, lane, lanes, shared, GRAD)
     return class_total(loss, shared, 0, C, lane, lanes) / C
 
 
-@helper
+@loop_helper
 def mask_listed(t, k, p, shared):
     """Copies the row p into a scratch row with the classes t[:k] lists set to -inf, for
     ``unlisted`` (on CUDA, which has no row-long scratch, ``unlisted`` searches the list
