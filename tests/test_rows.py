@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from fastloss import _config
 from fastloss.losses import by_family
 from references import finite_difference_grad
 from row_references import ROW_LOSSES, reference
@@ -366,6 +367,23 @@ def test_multilabel_margin_bad_targets_raise_before_any_kernel():
         loss(np.zeros((3, 4)), x)
     with pytest.raises(TypeError, match="booleans"):
         loss(np.zeros((3, 4), bool), x)
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 62])  # the multi-threaded check, NumPy's
+def test_multilabel_margin_range_check_finds_any_bad_entry(monkeypatch, threshold):
+    """Large int64 targets are range-checked in one multi-threaded pass: a bad entry
+    anywhere (first, last, inside, after a row's -1) raises, naming it; good ones pass."""
+    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", threshold)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, 7))
+    good = np.where(rng.random((300, 7)) < 0.5, rng.integers(0, 7, (300, 7)), -1)
+    value = fl.multilabel_margin_loss(good, x, reduction="none")
+    check(value, reference("multilabel_margin_loss", good, x, reduction="none"), np.float64)
+    for where, bad in (((0, 0), 7), ((299, 6), -2), ((150, 3), 2 ** 40), ((77, 5), -9)):
+        y = good.copy()
+        y[where] = bad
+        with pytest.raises(ValueError, match=rf"y_true\[{where[0]}, {where[1]}\] = {bad} "):
+            fl.multilabel_margin_loss(y, x)
 
 
 def test_multilabel_margin_float32_rows_beyond_exact_counts_raise(monkeypatch):

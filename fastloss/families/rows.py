@@ -17,10 +17,10 @@ import warnings
 
 import numpy as np
 
-from .. import _batch
+from .. import _batch, _config
 from .._arrays import broadcasts_to, compute_dtype, squeeze_or_expand_to_same_rank
 from ..conventions import keras_layout, torch_rows_layout
-from ..launch import CpuPlan, KernelCall, run_kernel
+from ..launch import PARALLEL_LOCK, CpuPlan, KernelCall, run_kernel
 from ..pipeline import grad_buffer
 from . import Family
 from .pointwise import plain_arrays
@@ -270,6 +270,19 @@ class Rows(Family):
         return w.reshape(w_shape).astype(dtype) * mask.reshape(m_shape)
 
 
+def _index_range(t, xp):
+    """(min, max) of the integer array t: one multi-threaded pass for a large int64 NumPy
+    array, else two reductions (neither makes a temporary of the input's size)."""
+    if (xp is np and t.dtype == np.int64 and t.flags.c_contiguous
+            and t.size >= _config.PARALLEL_THRESHOLD):
+        from ..kernels.rowwise import index_range
+
+        with PARALLEL_LOCK:
+            low, high = index_range(t.reshape(-1))
+        return int(low), int(high)
+    return int(t.min()), int(t.max())
+
+
 def label_sets(name, t, pred_shape, xp):
     """PyTorch's multilabel targets as the row element reads them: class indices of
     y_pred's shape, (C) or (N, C), a row's targets being those before its first -1 (what
@@ -288,8 +301,9 @@ def label_sets(name, t, pred_shape, xp):
         raise TypeError(f"{name}: y_true must hold integer class indices (padded with -1), "
                         f"got dtype {t.dtype}")
     C = pred_shape[-1]
-    # (the range from two reductions: no temporary of the input's size unless one is bad)
-    if t.size and not (int(t.min()) >= -1 and int(t.max()) < C):
+    if t.size:
+        low, high = _index_range(t, xp)
+    if t.size and not (low >= -1 and high < C):
         bad = ~((t >= -1) & (t < C))
         flat = int(xp.flatnonzero(bad.reshape(-1))[0])
         where = np.unravel_index(flat, t.shape)
