@@ -303,13 +303,13 @@ def label_sets(name, t, pred_shape, xp):
     C = pred_shape[-1]
     if t.size:
         low, high = _index_range(t, xp)
-    if t.size and not (low >= -1 and high < C):
-        bad = ~((t >= -1) & (t < C))
-        flat = int(xp.flatnonzero(bad.reshape(-1))[0])
-        where = np.unravel_index(flat, t.shape)
-        raise ValueError(f"{name}: y_true{list(map(int, where))} = "
-                         f"{t.reshape(-1)[flat].item()} is not a class index in [0, {C}) "
-                         "nor the padding -1")
+        if not (low >= -1 and high < C):
+            bad = ~((t >= -1) & (t < C))
+            flat = int(xp.flatnonzero(bad.reshape(-1))[0])
+            where = np.unravel_index(flat, t.shape)
+            raise ValueError(f"{name}: y_true{list(map(int, where))} = "
+                             f"{t.reshape(-1)[flat].item()} is not a class index in [0, {C}) "
+                             "nor the padding -1")
     return xp.ascontiguousarray(t, dtype=np.int64).reshape(-1)
 
 
