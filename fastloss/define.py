@@ -44,7 +44,7 @@ _RESERVED = {"t", "p", "T", "math", "y_true", "y_pred", "sample_weight", "reduct
              "grad_output", "out", "axis", "weight", "input", "target",
              *fmath.__all__, "heaviside", "power", "maximum", "minimum"}
 # Bumped when the code written below changes (the cache key includes it).
-_WRITER_VERSION = "1"
+_WRITER_VERSION = "2"
 
 
 def cache_folder() -> Path:
@@ -217,7 +217,7 @@ def _kernel_sources_digest():
         from . import kernels
         here = Path(kernels.__file__).parent
     files = ("_math.py", "formula_math.py", "pointwise.py", "pointwise_cuda.py", "_generate.py",
-             "arguments.py", "cuda_target.py")
+             "arguments.py", "cpu_target.py", "cuda_target.py")
     return hashlib.sha256(b"".join((here / f).read_bytes() for f in files)).hexdigest()
 
 
@@ -520,6 +520,7 @@ import math
 
 from numba import njit, prange
 
+from fastloss.kernels.cpu_target import inlined, wide_vectors
 from fastloss.kernels.formula_math import (exp, expm1, heaviside, log, log1p, maximum, minimum,
                                            power, sigmoid, sign, softplus, sqrt, tanh)
 from fastloss.kernels.pointwise import (FASTMATH, block_range, pointwise, pointwise_pair,
@@ -527,6 +528,7 @@ from fastloss.kernels.pointwise import (FASTMATH, block_range, pointwise, pointw
 
 ELEMENT_OPTIONS = {element_options!r}
 KERNEL_ELEMENTS = {kernel_elements!r}
+NUMBA_INLINED = frozenset()
 
 '''
 
@@ -558,7 +560,7 @@ def _modules(name, element, element_source, hess_source, params, traced):
                             kernel_elements=dict(sorted(kernel_elements.items())))
     definitions = (f"{element_source}\n\n{hess_source}\n\n"
                    f"{element} = {{jit}}(_{element})\n{element}_hess = {{jit}}(_{element}_hess)\n")
-    cpu += definitions.format(jit='njit(inline="always")') + "\n".join(cpu_kernels) + CPU_LAZY
+    cpu += definitions.format(jit="inlined") + "\n".join(cpu_kernels) + CPU_LAZY
     cuda = CUDA_HEADER.format(name=name) + definitions.format(
         jit='cuda.jit(device=True, inline="always")') + "\n".join(
         cuda_element("pointwise", element, element_fn, hess=f"{element}_hess"))

@@ -102,6 +102,7 @@ def special_test(family, name, fn):
 # parfor passes.
 CPU_KERNELS = '''
 def _{kernel}_serial({args}, first, last):
+    wide_vectors()
 {body}    if first == 0 and last == partials.size:
         return {total}(C, row_out, partials, {value})
     return 0.0
@@ -126,7 +127,8 @@ def __getattr__(name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     for binder in ("bind_" + KERNEL_ELEMENTS[name], "bind_" + KERNEL_ELEMENTS[name] + "_special"):
         if binder not in globals() and "_" + binder in globals():
-            globals()[binder] = njit(inline="always")(globals()["_" + binder])
+            jit = njit(inline="always") if KERNEL_ELEMENTS[name] in NUMBA_INLINED else inlined
+            globals()[binder] = jit(globals()["_" + binder])
     serial = name[:-len("parallel")] + "serial"
     if name.endswith("_parallel") and serial not in globals():
         __getattr__(serial)  # (the parallel kernel calls it: Numba reads it from globals())
@@ -279,6 +281,7 @@ def hess_name(name):
 
 def render_cpu():
     lines = [header(CPU_SOURCES), "from numba import njit, prange\n",
+             "from .cpu_target import inlined, wide_vectors",
              f"from .elements import {', '.join(sorted({**ELEMENTS, **PAIR_ELEMENTS}))}",
              "from .elements import (" + ", ".join(
                  sorted(fn.__name__ for fn in SECOND_DERIVATIVES.values())) + ")",
@@ -294,10 +297,15 @@ def render_cpu():
         options.update(options_of(family, elements))
         for name in sorted(elements):
             lines += cpu_element(family, name, elements[name], kernel_elements, hess_name(name))
+    numba_inlined = sorted({e for k, e in kernel_elements.items()
+                            if e.removesuffix("_grad_hess") in {**ROW_ELEMENTS, **TUPLE_ELEMENTS}})
     lines[6:6] = ["# Each element's named options: the order of the option tuple's slots.",
                   f"ELEMENT_OPTIONS = {dict(sorted(options.items()))!r}",
                   "# The element each kernel computes.",
-                  f"KERNEL_ELEMENTS = {dict(sorted(kernel_elements.items()))!r}"]
+                  f"KERNEL_ELEMENTS = {dict(sorted(kernel_elements.items()))!r}",
+                  "# Elements whose family body (rowwise, tuplewise) Numba inlines: their binders",
+                  "# are inlined in Numba's IR too (the others are functions that LLVM inlines).",
+                  f"NUMBA_INLINED = frozenset({numba_inlined!r})"]
     return "\n".join(lines) + CPU_LAZY
 
 

@@ -19,7 +19,7 @@ infinite x), and ``log1p_unit(x)`` for x in [0, 1] (softplus's log1p(exp(-|z|)):
 special values, a polynomial reciprocal in place of a division).
 
 Each name is a Python stub (falling back on NumPy outside compiled code) with a Numba
-``overload(..., inline="always")``: a ``float32`` argument gets a ``float32``
+``overload`` compiled as a function that LLVM inlines (``cpu_target.INLINED``): a ``float32`` argument gets a ``float32``
 implementation (``float32`` constants, ``int32`` exponent arithmetic, shorter
 polynomials, so up to eight lanes per AVX2 register), a ``float64`` argument a
 ``float64`` one; an integer argument is computed in ``float64`` like ``math.exp``.
@@ -32,8 +32,8 @@ underflow through the subnormals to ``0``; ``log(0) = -inf``, ``log(x < 0) = nan
 ``log(inf) = inf``; ``log1p(-1) = -inf``, ``log1p(x < -1) = nan``, ``log1p(tiny) =
 tiny`` (sign of zero kept); ``expm1(-inf) = -1``, ``expm1(inf) = inf``.
 
-Written to survive the kernels' ``fastmath={"reassoc", "contract"}`` (they are inlined
-into those kernels and get their flags):
+Written to survive the kernels' ``fastmath={"reassoc", "contract"}`` (they are compiled
+with those flags, whoever calls them):
 
 * every branch is a ``select`` (the ``_where`` intrinsic) between values already
   computed, and no division is Python-checked (``_div`` is a bare ``fdiv``), so a loop
@@ -69,6 +69,8 @@ import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
+
+from .cpu_target import INLINED, inlined
 
 __all__ = ["exp", "log", "log1p", "expm1", "sqrt", "log_positive", "log1p_unit"]
 
@@ -447,11 +449,9 @@ def _log_r64(s):
 # --------------------------------------------------------------------------------------
 
 def _make(C, exp_poly, expm1_poly, log_r):
-    from numba import njit
-
-    exp_poly = njit(inline="always")(exp_poly)
-    expm1_poly = njit(inline="always")(expm1_poly)
-    log_r = njit(inline="always")(log_r)
+    exp_poly = inlined(exp_poly)
+    expm1_poly = inlined(expm1_poly)
+    log_r = inlined(log_r)
 
     ZERO, HALF, ONE, TWO, NAN, INF = C.ZERO, C.HALF, C.ONE, C.TWO, C.NAN, C.INF
     NEG_ONE, NEG_INF = -C.ONE, -C.INF
@@ -462,7 +462,7 @@ def _make(C, exp_poly, expm1_poly, log_r):
     LOG_LN2_HI, LOG_LN2_LO = C.LOG_LN2_HI, C.LOG_LN2_LO
     RECIP_M, RECIP_U = C.RECIP_M, C.RECIP_U
 
-    @njit(inline="always")
+    @inlined
     def reduce_exp(x, lo):
         """(k, r) with x = k*ln2 + r, |r| <= ln2/2, x first clamped to [lo, EXP_HI]
         (NaN goes to EXP_HI; callers select NaN back)."""
@@ -501,7 +501,7 @@ def _make(C, exp_poly, expm1_poly, log_r):
         y = _where(x == ZERO, x, y)  # expm1(-0) = -0 (r loses the sign if ln2_lo > 0)
         return _where(x == x, y, x)
 
-    @njit(inline="always")
+    @inlined
     def log_core(f, k, c):
         """log(2**k * (1 + f)) + c, f in [sqrt(1/2) - 1, sqrt(2) - 1] (fdlibm)."""
         s = _div(f, TWO + f)
@@ -636,7 +636,7 @@ def sqrt(x):
     return np.sqrt(x)
 
 
-@overload(sqrt, inline="always")
+@overload(sqrt, jit_options=INLINED)
 def _ol_sqrt(x):
     if isinstance(x, types.Float):
         return lambda x: _sqrt(x)
@@ -657,7 +657,7 @@ def _register(stub):
         return None
 
     ol.__name__ = f"_ol_{name}"
-    overload(stub, inline="always")(ol)
+    overload(stub, jit_options=INLINED)(ol)
 
 
 for _stub in (exp, log, log1p, expm1, exp_bounded, log_positive, log1p_unit):

@@ -7,7 +7,8 @@ AVX-512, float32 ``value_and_grad`` at 1e7 elements):
 * LLVM's tuning for most AVX-512 CPUs prefers 256-bit vectors (to spare older parts a
   clock drop), so a float32 loop runs 8 lanes wide instead of 16.  ``wide_vectors()``,
   called in a kernel, marks the compiled function to use 512-bit vectors; on a CPU
-  without AVX-512 it changes nothing.
+  without AVX-512 it changes nothing.  A function that LLVM inlines (``inlined``) has
+  its loops vectorised in its own module first, so each one with a loop calls it too.
 * The loop vectoriser picks the lane count from a loop's widest type, so a float32 loop
   that also adds its losses up in float64 computes its float32 math in half the lanes.
   ``-vectorizer-maximize-bandwidth`` (set once for the process, as Numba sets its own
@@ -23,10 +24,31 @@ order is fixed by the compiled code, as before.
 
 import llvmlite.binding as ll
 from llvmlite import ir
+from numba import njit
 from numba.core import types
 from numba.extending import intrinsic
 
 ll.set_option("fastloss", "-vectorizer-maximize-bandwidth")
+
+# Kernel flags: reassociation lets LLVM vectorise the float64 sums (the order is still
+# fixed by the compiled code, so results stay deterministic); contraction allows FMA.
+# No nnan/ninf: NaN and inf must propagate.
+FASTMATH = {"reassoc", "contract"}
+
+# The functions kernels call (family bodies, element functions, their helpers, _math's
+# functions) are compiled once per signature as functions of their own, which LLVM then
+# inlines at every call (``forceinline``: its ``alwaysinline``) before it vectorises the
+# loops, the constant flags (VALUE, GRAD) folded.  Numba's own inlining
+# (``inline="always"``) rebuilds and deep-copies a callee's IR at every call site
+# instead: that took most of a kernel's compile time.  A function of its own does not
+# get its caller's flags, so these carry the kernels' flags themselves.
+INLINED = {"forceinline": True, "fastmath": FASTMATH, "error_model": "numpy",
+           "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+
+
+def inlined(fn):
+    """Compile ``fn`` as a function that CPU kernels call and LLVM inlines (``INLINED``)."""
+    return njit(**INLINED)(fn)
 
 
 @intrinsic

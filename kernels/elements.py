@@ -8,8 +8,9 @@ options as one tuple of ``OPTION_SLOTS`` values, so they have one signature; the
 generated ``bind_<element>`` spreads it over the named parameters.)  A kernel that needs only the
 value drops the derivative and LLVM removes its arithmetic.
 
-The same Python functions are compiled for the CPU here (``njit(inline="always")``,
-calling the vectorisable ``exp``/``log``/``log1p`` of ``_math``) and for CUDA in
+The same Python functions are compiled for the CPU here (``cpu_target.inlined``: LLVM
+inlines them into the kernels' loops; they call the vectorisable ``exp``/``log``/``log1p``
+of ``_math``) and for CUDA in
 ``pointwise_cuda`` (the same names rebound to the ``math`` module's, which CUDA
 lowers to the hardware's functions).  Constants are written ``T(c)`` with
 ``T = type(p)`` so a float32 kernel stays in float32.
@@ -20,6 +21,7 @@ import math
 from numba import njit
 
 from ._math import exp, log, log1p, log1p_unit, log_positive
+from .cpu_target import inlined
 
 ELEMENTS = {}
 # Most named options an element function takes (the length of the kernels' option tuple).
@@ -34,7 +36,7 @@ HELPERS = {}
 def element(fn):
     """Register an element function and compile it for inlining into CPU kernels."""
     ELEMENTS[fn.__name__] = fn
-    return njit(inline="always")(fn)
+    return inlined(fn)
 
 
 # Elements of two prediction arrays: ``(t, a, b, options...) -> (loss, d loss/d a, d loss/d b)``
@@ -44,7 +46,7 @@ PAIR_ELEMENTS = {}
 
 def pair_element(fn):
     PAIR_ELEMENTS[fn.__name__] = fn
-    return njit(inline="always")(fn)
+    return inlined(fn)
 
 
 # Elements whose kernels get a second loop for the common values of some options, with
@@ -74,14 +76,14 @@ def second_derivative(of):
     """Register ``fn`` as the second derivative of element ``of`` in its prediction."""
     def register(fn):
         SECOND_DERIVATIVES[of.py_func.__name__] = fn
-        return njit(inline="always")(fn)
+        return inlined(fn)
     return register
 
 
 def helper(fn):
     """Register a helper of the element functions, compiled like them."""
     HELPERS[fn.__name__] = fn
-    return njit(inline="always")(fn)
+    return inlined(fn)
 
 
 @helper

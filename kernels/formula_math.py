@@ -8,9 +8,8 @@ terms of those, and compiled for each target like the element helpers.
 
 import math
 
-from numba import njit
-
 from ._math import exp, expm1, log, log1p, sqrt
+from .cpu_target import inlined
 
 # name -> Python function, compiled for the CPU below and for CUDA by cuda_functions().
 FUNCTIONS = {}
@@ -18,7 +17,7 @@ FUNCTIONS = {}
 
 def _function(fn):
     FUNCTIONS[fn.__name__] = fn
-    return njit(inline="always")(fn)
+    return inlined(fn)
 
 
 @_function

@@ -15,7 +15,7 @@ their chunks in order: so the result is bitwise the same for any number of threa
 import numpy as np
 from numba import njit
 
-from .cpu_target import borrowed, keep_alive, prefetch, wide_vectors
+from .cpu_target import FASTMATH, borrowed, inlined, keep_alive, prefetch, wide_vectors  # noqa: F401
 
 # Elements per task: large enough to amortise a task, small enough to balance threads.
 CHUNK = 4096
@@ -30,12 +30,6 @@ BLOCK = 128
 AHEAD = 512
 LINE_BYTES = 64
 
-# Kernel flags: reassociation lets LLVM vectorise the float64 sums (the order is still
-# fixed by the compiled code, so results stay deterministic); contraction allows FMA.
-# No nnan/ninf: NaN and inf must propagate.
-FASTMATH = {"reassoc", "contract"}
-
-
 def plan(R, C):
     """(number of tasks, rows per task, chunks per row) for R rows of C elements."""
     if C >= CHUNK:
@@ -48,7 +42,7 @@ def plan(R, C):
 _plan = njit(plan)
 
 
-@njit(inline="always")
+@inlined
 def _segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
     """The element losses of t[start:stop] into ``losses[:stop - start]`` (with VALUE)
     and, with GRAD, their derivatives times ``grad_scale`` into ``grad[start:stop]``.
@@ -58,6 +52,7 @@ def _segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
     (measured: twice the time of every loss with a log or exp).  One call covers a
     whole task, however short its rows: a loop per row of a few elements does not
     vectorise."""
+    wide_vectors()
     # Loop over slices from 0: with the raw start/stop of a split row LLVM's vectoriser
     # gave up (measured: twice the time of a copy-speed loop).
     ts, ps = t[start:stop], p[start:stop]
@@ -74,11 +69,12 @@ def _segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
             ls[i] = elem(ts[i], ps[i], o)[0]
 
 
-@njit(inline="always")
+@inlined
 def _summed_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
     """``_segment`` that adds the losses up in float64 in the same loop and returns the sum
     (for tasks that need no per-row sums): no store of the losses and no second loop,
     which cost the losses without a transcendental a quarter of their speed."""
+    wide_vectors()
     total = 0.0
     for first in range(start, stop, BLOCK):
         last = min(first + BLOCK, stop)
@@ -97,16 +93,17 @@ def _summed_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
     return total
 
 
-@njit(inline="always")
+@inlined
 def _prefetch_ahead(a, first):
     """Prefetch the lines of a[first + AHEAD:first + AHEAD + BLOCK] that a holds."""
     for i in range(first + AHEAD, min(first + AHEAD + BLOCK, a.size), LINE_BYTES // a.itemsize):
         prefetch(a, i)
 
 
-@njit(inline="always")
+@inlined
 def _summed_pair_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
     """``_summed_segment`` for a pair element."""
+    wide_vectors()
     total = 0.0
     for first in range(start, stop, BLOCK):
         last = min(first + BLOCK, stop)
@@ -127,9 +124,10 @@ def _summed_pair_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
     return total
 
 
-@njit(inline="always")
+@inlined
 def _pair_segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
     """``_segment`` for a pair element: p and grad are pairs of arrays (a, b)."""
+    wide_vectors()
     ts, a, b = t[start:stop], p[0][start:stop], p[1][start:stop]
     ls = losses[:ts.size]
     if GRAD:
@@ -145,10 +143,11 @@ def _pair_segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, G
             ls[i] = elem(ts[i], a[i], b[i], o)[0]
 
 
-@njit(inline="always")
+@inlined
 def _pair_hess_segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VALUE, GRAD):
     """``_pair_segment`` of grad_hess: the bound element returns (d/da, d/db, d2/da2,
     d2/db2), written (times grad_scale) into grad = (ga, gb, ha, hb); no value."""
+    wide_vectors()
     ts, a, b = t[start:stop], p[0][start:stop], p[1][start:stop]
     ga, gb = grad[0][start:stop], grad[1][start:stop]
     ha, hb = grad[2][start:stop], grad[3][start:stop]
@@ -160,30 +159,38 @@ def _pair_hess_segment(elem, t, p, o, start, stop, grad_scale, grad, losses, VAL
         hb[i] = d2b * grad_scale
 
 
-@njit(inline="always")
+@inlined
+def _no_summed_segment(elem, t, p, o, start, stop, grad_scale, grad, GRAD):
+    """The summed segment of a body that computes no value (never called)."""
+    return 0.0
+
+
+@inlined
 def _sum(losses):
     """sum(losses) in float64 (a slice from 0: see _segment)."""
+    wide_vectors()
     s = 0.0
     for i in range(losses.size):
         s += losses[i]
     return s
 
 
-@njit(inline="always")
+@inlined
 def _rescale(grad, start, stop, scale):
     """grad[start:stop] *= scale (a row's own gradient factor, where rows have one each)."""
+    wide_vectors()
     gs = grad[start:stop]
     for i in range(gs.size):
         gs[i] *= scale
 
 
-@njit(inline="always")
+@inlined
 def _pair_rescale(grad, start, stop, scale):
     _rescale(grad[0], start, stop, scale)
     _rescale(grad[1], start, stop, scale)
 
 
-@njit(inline="always")
+@inlined
 def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, first, last,
               VALUE, GRAD):
     """The generic pointwise kernel body: runs tasks ``first .. last - 1`` of ``plan``.
@@ -203,7 +210,7 @@ def pointwise(elem, t, p, o, C, weight, coef, gscale, row_out, grad, partials, f
            gscale, row_out, borrowed(grad), partials, first, last, VALUE, GRAD)
 
 
-@njit(inline="always")
+@inlined
 def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, partials,
                    first, last, VALUE, GRAD):
     """The pointwise body for losses of two prediction arrays ``a`` and ``b`` (a pair
@@ -213,18 +220,18 @@ def pointwise_pair(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, p
            (borrowed(ga), borrowed(gb)), partials, first, last, VALUE, GRAD)
 
 
-@njit(inline="always")
+@inlined
 def _pair_hess_rescale(grad, start, stop, scale):
     _pair_rescale((grad[0], grad[1]), start, stop, scale)
     _pair_rescale((grad[2], grad[3]), start, stop, scale)
 
 
-@njit(inline="always")
+@inlined
 def pointwise_pair_hess(elem, t, a, b, o, C, weight, coef, gscale, row_out, ga, gb, ha, hb,
                         partials, first, last):
     """grad_hess of a pair element: gradients ``ga``, ``gb`` and second derivatives
     ``ha``, ``hb`` of both predictions, scaled alike (no value)."""
-    _tasks(_pair_hess_segment, None, _pair_hess_rescale, elem, borrowed(t),
+    _tasks(_pair_hess_segment, _no_summed_segment, _pair_hess_rescale, elem, borrowed(t),
            (borrowed(a), borrowed(b)), o, C, weight, coef, gscale, row_out,
            (borrowed(ga), borrowed(gb), borrowed(ha), borrowed(hb)), partials, first, last, False,
            True)
@@ -239,7 +246,7 @@ def ordered_total(partials, n):
     return total
 
 
-@njit(inline="always")
+@inlined
 def _tasks(segment, summed_segment, rescale, elem, t, p, o, C, weight, coef, gscale, row_out,
            grad, partials, first, last, VALUE, GRAD):
     """The task loop of the pointwise bodies: ``summed_segment`` computes (and
@@ -311,19 +318,19 @@ def _tasks(segment, summed_segment, rescale, elem, t, p, o, C, weight, coef, gsc
 MAX_BLOCKS = 256
 
 
-@njit(inline="always")
+@inlined
 def task_blocks(ntasks):
     """How many blocks a parallel kernel cuts ``ntasks`` tasks into."""
     return min(ntasks, MAX_BLOCKS)
 
 
-@njit(inline="always")
+@inlined
 def block_range(ntasks, block, blocks):
     """(first task, end) of block ``block`` of ``blocks``."""
     return ntasks * block // blocks, ntasks * (block + 1) // blocks
 
 
-@njit(inline="always")
+@inlined
 def pointwise_total(C, row_out, partials, VALUE):
     """The value from the tasks' partials, in task order; the per-row values of rows split
     into several tasks (layout A) from their chunks, in order."""

@@ -24,6 +24,7 @@ from numba import njit
 
 from ._math import exp, exp_bounded, log, log_positive, sqrt
 from .elements import EPSILON, bce_logits, clamp_min_zero, clip, hinge_slope, sign
+from .cpu_target import inlined
 from .pointwise import FASTMATH
 
 ROW_ELEMENTS = {}
@@ -61,7 +62,7 @@ def tuple_element(fn):
 def helper(fn):
     """A scalar helper of the row elements."""
     ROW_HELPERS[fn.__name__] = fn
-    return njit(fastmath=FASTMATH, error_model="numpy")(fn)
+    return inlined(fn)
 
 
 def loop_helper(fn):
