@@ -15,7 +15,7 @@ from .families.pointwise import Pointwise
 from .families.rows import Rows
 from .pipeline import Loss
 from .registry import TORCH_REDUCTIONS, LossSpec, Option
-from .transforms import bce_pos_weight, gaussian_nll_var, hinge_labels
+from .transforms import bce_pos_weight, gaussian_nll_var, hinge_label_values, hinge_labels
 
 LOSSES: dict[str, Loss] = {}
 ALIASES: dict[str, Loss] = {}
@@ -131,11 +131,13 @@ binary_focal_crossentropy = define(
     notes="the crossentropy clipped as binary_crossentropy's, also from_logits",
     class_name="BinaryFocalCrossentropy")
 hinge = define(
-    Pointwise("hinge", prepare_labels=hinge_labels), "hinge", "keras",
+    Pointwise("hinge", kernel_values=hinge_label_values, prepare_labels=hinge_labels),
+    "hinge", "keras",
     "mean of max(1 - y_true * y_pred, 0)", _keras("hinge"),
     notes="labels that are all 0 or 1 become -1/1", class_name="Hinge")
 squared_hinge = define(
-    Pointwise("squared_hinge", prepare_labels=hinge_labels), "squared_hinge", "keras",
+    Pointwise("squared_hinge", kernel_values=hinge_label_values, prepare_labels=hinge_labels),
+    "squared_hinge", "keras",
     "mean of max(1 - y_true * y_pred, 0)**2", _keras("squared_hinge"),
     notes="labels as hinge's", class_name="SquaredHinge")
 kl_divergence = define(

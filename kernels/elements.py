@@ -355,6 +355,14 @@ def sigmoid_focal(t, p, alpha, gamma):
 
 
 @helper
+def hinge_label(t, binary_labels):
+    """Keras's hinge label: 0 and 1 read as -1 and 1 when every label is one of them
+    (``binary_labels`` = 1, found by the front end before the kernel), else as given."""
+    T = type(t)
+    return T(2.0) * t - T(1.0) if binary_labels != T(0.0) else t
+
+
+@helper
 def hinge_slope(m):
     """d max(m, 0) / dm as JAX has it: 1 above the kink, 1/2 at it, 0 below; NaN kept."""
     T = type(m)
@@ -362,18 +370,20 @@ def hinge_slope(m):
 
 
 @element
-def hinge(t, p):
-    """Keras's hinge: max(1 - t p, 0) (labels already -1/1)."""
+def hinge(t, p, binary_labels):
+    """Keras's hinge: max(1 - t p, 0), labels of 0 and 1 read as -1 and 1 (hinge_label)."""
     T = type(p)
+    t = hinge_label(t, binary_labels)
     m = T(1.0) - t * p
     loss = T(0.0) if m < T(0.0) else m
     return loss, -t * hinge_slope(m)
 
 
 @element
-def squared_hinge(t, p):
-    """Keras's squared_hinge: max(1 - t p, 0)**2."""
+def squared_hinge(t, p, binary_labels):
+    """Keras's squared_hinge: max(1 - t p, 0)**2, labels as hinge's."""
     T = type(p)
+    t = hinge_label(t, binary_labels)
     m = T(1.0) - t * p
     mp = T(0.0) if m < T(0.0) else m
     return mp * mp, T(-2.0) * t * mp
@@ -606,15 +616,16 @@ def poisson_nll_hess(t, p, log_input, full, eps):
 
 
 @second_derivative(of=hinge)
-def hinge_hess(t, p):
+def hinge_hess(t, p, binary_labels):
     """Zero almost everywhere; as XGBoost's binary:hinge, 1 where the margin is active
     (t p < 1), and the gradient's own slope rule at the kink."""
-    return hinge_slope(type(p)(1.0) - t * p)
+    return hinge_slope(type(p)(1.0) - hinge_label(t, binary_labels) * p)
 
 
 @second_derivative(of=squared_hinge)
-def squared_hinge_hess(t, p):
+def squared_hinge_hess(t, p, binary_labels):
     T = type(p)
+    t = hinge_label(t, binary_labels)
     return T(2.0) * t * t if T(1.0) - t * p > T(0.0) else T(0.0)
 
 

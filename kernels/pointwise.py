@@ -13,7 +13,7 @@ their chunks in order: so the result is bitwise the same for any number of threa
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .cpu_target import FASTMATH, borrowed, inlined, keep_alive, prefetch, wide_vectors  # noqa: F401
 
@@ -328,6 +328,20 @@ def task_blocks(ntasks):
 def block_range(ntasks, block, blocks):
     """(first task, end) of block ``block`` of ``blocks``."""
     return ntasks * block // blocks, ntasks * (block + 1) // blocks
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def zeros_and_ones(t):
+    """Whether every element of the flat array t is 0 or 1 (Keras's test of hinge labels),
+    in one multi-threaded pass whose blocks each stop at their first other value."""
+    blocks = max(1, min(MAX_BLOCKS, t.size // CHUNK))
+    binary = np.ones(blocks, np.bool_)
+    for block in prange(blocks):
+        for i in range(t.size * block // blocks, t.size * (block + 1) // blocks):
+            if t[i] != 0 and t[i] != 1:
+                binary[block] = False
+                break
+    return binary.all()
 
 
 @inlined

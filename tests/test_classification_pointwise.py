@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from fastloss import _config
 from references import (CLASSIFICATION, EPS, classification_grad, classification_value,
                         finite_difference_grad)
 
@@ -315,6 +316,28 @@ def test_hinge_converts_binary_labels_only_when_all_are_zero_or_one(backend):
                                   fl.hinge(plus_minus, p, reduction="none"))
     np.testing.assert_array_equal(fl.hinge(binary.astype(bool), p, reduction="none"),
                                   fl.hinge(plus_minus, p, reduction="none"))
+
+
+@pytest.mark.parametrize("threshold", [0, 1 << 62], ids=["one-pass test", "numpy test"])
+def test_hinge_label_test_finds_any_label_other_than_zero_or_one(monkeypatch, threshold):
+    """Large labels are tested in one multi-threaded pass (kernels.pointwise.zeros_and_ones,
+    from PARALLEL_THRESHOLD elements on): one label other than 0 or 1 anywhere (first,
+    last, inside a later block, NaN) leaves every label as given; labels all 0 or 1 are
+    read as -1 and 1."""
+    monkeypatch.setattr(_config, "PARALLEL_THRESHOLD", threshold)
+    rng = np.random.default_rng(3)
+    p = rng.standard_normal((30, 1000))
+    binary = (rng.random((30, 1000)) < 0.5).astype(np.float64)
+    for loss, power in ((fl.hinge, 1), (fl.squared_hinge, 2)):
+        np.testing.assert_array_equal(loss(binary, p, reduction="none"),
+                                      loss(2 * binary - 1, p, reduction="none"))
+        for where, label in (((0, 0), 0.5), ((29, 999), -1.0), ((17, 345), 2.0),
+                             ((3, 3), np.nan)):
+            mixed = binary.copy()
+            mixed[where] = label
+            expected = (np.maximum(1 - mixed * p, 0) ** power).mean(axis=-1)
+            np.testing.assert_allclose(loss(mixed, p, reduction="none"), expected,
+                                       rtol=1e-12)
 
 
 # -- API: aliases, classes, options -------------------------------------------------------

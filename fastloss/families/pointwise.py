@@ -21,9 +21,10 @@ from . import Family
 
 class Pointwise(Family):
     """row_reduction: how Keras reduces the last axis, "mean" or "sum".
-    prepare_labels: ``(y_true, xp) -> y_true`` applied to the labels (in the compute
-    dtype, broadcast to y_pred's shape, possibly the caller's own array: it returns a new
-    array) before the kernel runs.  pred_range: (lo, hi) that every y_pred must lie in
+    prepare_labels: ``(y_true, xp) -> (y_true, values)`` applied to the labels (in the
+    compute dtype, broadcast to y_pred's shape, possibly the caller's own array: it
+    returns a new array) before the kernel runs; ``values`` are element options that
+    depend on the labels (hinge's ``binary_labels``).  pred_range: (lo, hi) that every y_pred must lie in
     (checked for NumPy inputs; a check of CuPy inputs would synchronise with the device).
     prepare: ``(request, options) -> (y_true, weight)``, a loss's own rewriting of its
     labels and PyTorch weight (e.g. ``pos_weight``).  weighted_mean: PyTorch's "mean" with
@@ -138,8 +139,9 @@ class Pointwise(Family):
             p_shape = p.shape
         # (a copy, when needed, is writable: kernels then see one array type, one compile)
         t = xp.ascontiguousarray(t, dtype=dtype)
+        label_values = {}
         if self.prepare_labels is not None:
-            t = self.prepare_labels(t, xp)
+            t, label_values = self.prepare_labels(t, xp)
         grad = hess = None
         if request.want_grad:
             grad = grad_buffer(request, pred_shape, dtype)
@@ -173,7 +175,7 @@ class Pointwise(Family):
         if n == 0:
             rows, value = layout.empty_values(dtype)
         else:
-            element, o = self.kernel_element(request.loss, options, dtype)
+            element, o = self.kernel_element(request.loss, {**options, **label_values}, dtype)
             if hess is not None and not self.has_grad_hess(element):
                 raise TypeError(f"{name}: grad_hess is not available with these options "
                                 f"(the {element} element has no second derivative)")
