@@ -337,7 +337,8 @@ def zeros_and_ones(t):
     blocks = max(1, min(MAX_BLOCKS, t.size // CHUNK))
     binary = np.ones(blocks, np.bool_)
     for block in prange(blocks):
-        for i in range(t.size * block // blocks, t.size * (block + 1) // blocks):
+        first, last = block_range(t.size, block, blocks)
+        for i in range(first, last):
             if t[i] != 0 and t[i] != 1:
                 binary[block] = False
                 break
